@@ -1,0 +1,38 @@
+# Two commands do all set-up (see README.md):
+#   make tutorial   create .venv, install, generate the embedded data set, run every notebook headless
+#   make test       create .venv, install, run the test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA := data/tutorial
+OUT := outputs/tutorial
+PYTEST_ARGS ?=
+
+.PHONY: setup tutorial test data smoke clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e ".[notebooks,test]"
+	@touch $(STAMP)
+
+$(DATA)/meta.csv: | $(STAMP)
+	$(BIN)/asc data synth --preset tutorial --out $(DATA)
+
+data: $(DATA)/meta.csv
+
+tutorial: $(STAMP) $(DATA)/meta.csv
+	$(BIN)/asc tutorial --data-dir $(DATA) --out $(OUT)
+
+smoke: $(STAMP)
+	$(BIN)/asc tutorial --smoke --out outputs/smoke
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-outputs:
+	rm -rf outputs

@@ -1,0 +1,98 @@
+"""Environment check: prints [OK]/[FAIL] per dependency, for the audio back end, the accelerator and the data directory."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from asc_utils.paths import default_data_dir
+
+# import name -> distribution name
+PACKAGES: dict[str, str] = {
+    "torch": "torch",
+    "torchaudio": "torchaudio",
+    "torchinfo": "torchinfo",
+    "soundfile": "soundfile",
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "matplotlib": "matplotlib",
+    "seaborn": "seaborn",
+    "ipywidgets": "ipywidgets",
+    "tqdm": "tqdm",
+    "jupyterlab": "jupyterlab",
+    "papermill": "papermill",
+}
+
+
+def _line(ok: bool, what: str, detail: str) -> bool:
+    print(f"[{'OK' if ok else 'FAIL'}] {what}: {detail}")
+    return ok
+
+
+def check_packages() -> bool:
+    """Import every dependency and print its version."""
+    ok = True
+    for module, dist in PACKAGES.items():
+        try:
+            importlib.import_module(module)
+            ok &= _line(True, module, metadata.version(dist))
+        except Exception as exc:  # any import failure is a finding, not a crash
+            ok &= _line(False, module, f"{type(exc).__name__}: {exc} -> run `make setup` (or pip install -e '.[notebooks,test]')")
+    return ok
+
+
+def check_audio() -> bool:
+    """Write and read back a 24-bit wav with soundfile."""
+    import numpy as np
+
+    from asc_utils.audio import read_wav, write_wav
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wave = (0.5 * np.sin(np.linspace(0, 2 * np.pi * 440, 44_100))).astype(np.float32)
+            write_wav(Path(tmp) / "probe.wav", wave)
+            back, sr = read_wav(Path(tmp) / "probe.wav")
+        err = float(np.abs(back[0] - wave).max())
+        return _line(sr == 44_100 and err < 1e-5, "audio back end", f"soundfile wrote and read a 24-bit wav (max error {err:.1e})")
+    except Exception as exc:
+        return _line(False, "audio back end", f"{exc} -> install libsndfile (pip install soundfile ships it)")
+
+
+def check_accelerator() -> bool:
+    """Report the accelerator that `--device auto` will use."""
+    import torch
+
+    if torch.cuda.is_available():
+        return _line(True, "accelerator", f"CUDA: {torch.cuda.get_device_name(0)} (torch {torch.__version__})")
+    return _line(True, "accelerator", f"none found, using the CPU with {torch.get_num_threads()} threads (torch {torch.__version__})")
+
+
+def check_data_dir(data_dir: str | Path | None = None) -> bool:
+    """Check that the data folder exists and has meta.csv and split_setup/."""
+    path = Path(data_dir) if data_dir else default_data_dir()
+    if not path.is_dir():
+        return _line(False, "data directory", f"{path} does not exist -> run `make data` for the embedded set, or set ASC_DATA_DIR to your TAU22 folder")
+    missing = [name for name in ("meta.csv", "audio", "split_setup") if not (path / name).exists()]
+    if missing:
+        return _line(False, "data directory", f"{path} lacks {', '.join(missing)} -> run `asc data check --data-dir {path}` for details")
+    return _line(True, "data directory", f"{path} (meta.csv, audio/, split_setup/ present)")
+
+
+def run_checks(data_dir: str | Path | None = None) -> bool:
+    """Run every check; True when all passed."""
+    results = [check_packages(), check_audio(), check_accelerator(), check_data_dir(data_dir)]
+    return all(results)
+
+
+def cli_check(args: argparse.Namespace) -> int:
+    """`asc check`: print the checks, exit 1 if any failed."""
+    ok = run_checks(args.data_dir)
+    print("All checks passed." if ok else "Some checks failed: see the [FAIL] lines above.")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if run_checks() else 1)
