@@ -53,9 +53,13 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
                     fh.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        kept = part.exists() and part.stat().st_size > 0
+        if not kept:
+            part.unlink(missing_ok=True)
         raise DownloadError(
             f"Could not download {url} -> {dest}: {exc}. Are you offline? Download the file by hand and place it at "
-            f"'{dest}', or pass the path of a local copy. A partial download is kept in '{part}' and resumed next time."
+            f"'{dest}', or pass the path of a local copy."
+            + (f" The partial download in '{part}' is resumed next time." if kept else "")
         ) from exc
     if sha256 is not None:
         found = sha256_of(part)
