@@ -1,0 +1,196 @@
+"""`asc data check`: verify a TAU22-layout data folder (real or embedded) and explain every problem found."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from asc_utils.data.tau import (
+    META_COLUMNS,
+    SPLIT_NAMES,
+    SPLIT_URL,
+    TAU_META_ROWS,
+    TAU_TEST_PER_DEVICE,
+    TEST_SHA256,
+    TRAIN_SPLIT_NAMES,
+    DataError,
+    _read_table,
+    _split_dir,
+    add_columns,
+    device_counts,
+    is_embedded,
+)
+from asc_utils.labels import CLASSES, DEVICES, UNSEEN_DEVICES
+
+AUDIO_SAMPLE = 20  # files whose format (rate, channels, length) is inspected
+
+
+def _examples(items, k: int = 3) -> str:
+    items = list(items)
+    return ", ".join(str(i) for i in items[:k]) + (f" (and {len(items) - k} more)" if len(items) > k else "")
+
+
+def _check_meta(data_dir: Path, expected_rows: int | None, problems: list[str], notes: list[str]) -> pd.DataFrame | None:
+    """Columns, row count and consistency of meta.csv; returns the table with derived columns, or None."""
+    path = data_dir / "meta.csv"
+    try:
+        raw = _read_table(path)
+    except Exception as exc:  # pandas raises several parser errors
+        problems.append(f"meta.csv could not be parsed ({exc}). Expected a tab-separated file; re-extract it from the meta archive.")
+        return None
+    if list(raw.columns) != list(META_COLUMNS):
+        missing = [c for c in META_COLUMNS if c not in raw.columns]
+        if missing:
+            problems.append(f"meta.csv columns are {list(raw.columns)}; expected {list(META_COLUMNS)} (tab-separated). "
+                            "Use the original file; a copy re-saved with commas or without header will not work.")
+            return None
+        notes.append(f"meta.csv has extra or reordered columns {list(raw.columns)}; only {list(META_COLUMNS)} are used.")
+    if expected_rows is not None and len(raw) != expected_rows:
+        problems.append(f"meta.csv has {len(raw):,} rows; expected {expected_rows:,}. The file is truncated or from another "
+                        "release: re-extract (TAU22 development) or regenerate (embedded data set) the folder.")
+    try:
+        meta = add_columns(raw)
+    except DataError as exc:
+        problems.append(f"meta.csv: {exc}")
+        return None
+    bad_device = meta["source_label"] != meta["device"]
+    if bad_device.any():
+        problems.append(f"{int(bad_device.sum())} meta rows have a source_label that differs from the device in the file "
+                        f"name (e.g. {_examples(meta.loc[bad_device, 'filename'])}). Expected them to agree; re-extract meta.csv.")
+    bad_id = meta["identifier"] != meta["location"]
+    if bad_id.any():
+        problems.append(f"{int(bad_id.sum())} meta rows have an identifier that differs from <city>-<location> in the "
+                        f"file name (e.g. {_examples(meta.loc[bad_id, 'filename'])}). Re-extract meta.csv.")
+    unknown = sorted(set(meta["device"]) - set(DEVICES))
+    if unknown:
+        notes.append(f"meta.csv lists devices outside a, b, c, s1..s6: {unknown}; they are kept but not evaluated per device.")
+    if meta["filename"].duplicated().any():
+        problems.append(f"meta.csv lists some files twice (e.g. {_examples(meta.loc[meta['filename'].duplicated(), 'filename'])}).")
+    return meta
+
+
+def _check_audio(data_dir: Path, meta: pd.DataFrame, fix: str, problems: list[str], notes: list[str]) -> None:
+    """Every listed file present; a sample of files is 44.1 kHz, mono, 1 s."""
+    import soundfile as sf
+
+    audio = data_dir / "audio"
+    present = {f"audio/{name}" for name in os.listdir(audio)} if audio.is_dir() else set()
+    missing = [f for f in meta["filename"] if f not in present]
+    if missing:
+        problems.append(f"{len(missing):,} of {len(meta):,} audio files listed in meta.csv are missing from audio/ "
+                        f"(e.g. {_examples(missing)}). {fix}")
+    extra = len(present) - (len(meta) - len(missing))
+    if extra > 0:
+        notes.append(f"audio/ holds {extra:,} files that meta.csv does not list; they are ignored.")
+    listed = [f for f in meta["filename"] if f in present]
+    step = max(1, len(listed) // AUDIO_SAMPLE)
+    for name in listed[::step][:AUDIO_SAMPLE]:
+        try:
+            info = sf.info(str(data_dir / name))
+        except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+            problems.append(f"'{data_dir / name}' cannot be read ({exc}); expected a wav file. Re-extract it.")
+            continue
+        if (info.samplerate, info.channels, info.frames) != (44_100, 1, 44_100):
+            problems.append(f"'{data_dir / name}' is {info.samplerate} Hz, {info.channels} channel(s), {info.frames} samples; "
+                            "expected 44,100 Hz mono with 44,100 samples. The loader would resample/mix/crop it, but a "
+                            "TAU22 folder should not need that: check that the files were not converted.")
+    notes.append(f"format checked on {min(len(listed), AUDIO_SAMPLE)} sample files (rate, channels, length).")
+
+
+def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, problems: list[str], notes: list[str]) -> None:
+    """Split files present, known to meta, nested, test counts per device as expected, s4..s6 test-only, locations disjoint."""
+    from asc_utils.download import sha256_of
+
+    folder = _split_dir(data_dir)
+    tables: dict[str, pd.DataFrame] = {}
+    for name in SPLIT_NAMES:
+        path = folder / f"{name}.csv"
+        if not path.exists():
+            if card is not None:
+                problems.append(f"split_setup/{name}.csv is missing from the embedded data set; regenerate it with "
+                                f"`asc data synth --overwrite --out {data_dir}`.")
+            else:
+                notes.append(f"{name}.csv is not in '{folder}' yet; it is downloaded on first use from "
+                             f"{SPLIT_URL.format(name=name + '.csv')} (needs internet), or put it there by hand.")
+            continue
+        table = _read_table(path)
+        if "filename" not in table.columns:
+            problems.append(f"'{path}' has columns {list(table.columns)}; expected tab-separated filename, scene_label.")
+            continue
+        if name == "test" and card is None and sha256_of(path) != TEST_SHA256:
+            problems.append(f"'{path}' is not the official TAU22 test split (sha256 differs from {TEST_SHA256}). "
+                            "Delete it; it is downloaded again on first use.")
+        if meta is not None:
+            unknown = sorted(set(table["filename"]) - set(meta["filename"]))
+            if unknown:
+                problems.append(f"{len(unknown):,} files of {name}.csv are not in meta.csv (e.g. {_examples(unknown)}); "
+                                "the split file and meta.csv belong to different data sets.")
+                continue
+        tables[name] = add_columns(table.assign(scene_label=table.get("scene_label", CLASSES[0])))
+    present = [n for n in TRAIN_SPLIT_NAMES if n in tables]
+    for small, big in zip(present, present[1:]):
+        if not set(tables[small]["filename"]) <= set(tables[big]["filename"]):
+            problems.append(f"{small}.csv is not contained in {big}.csv; expected nested subsets 5 in 10 in 25 in 50 in 100.")
+    for name in present:
+        leaked = sorted(set(tables[name]["device"]) & set(UNSEEN_DEVICES))
+        if leaked:
+            problems.append(f"{name}.csv contains clips of {leaked}; expected s4..s6 only in the test split.")
+    if "test" in tables:
+        found = device_counts(tables["test"])
+        expected = TAU_TEST_PER_DEVICE if card is None else card["splits"]["test"]["per_device"]
+        if found != expected:
+            diff = {d: (found.get(d, 0), expected.get(d, 0)) for d in DEVICES if found.get(d, 0) != expected.get(d, 0)}
+            problems.append("test split clips per device (found, expected): "
+                            + ", ".join(f"{d} {f:,}/{e:,}" for d, (f, e) in diff.items())
+                            + ". The test split file is incomplete or from another release.")
+        else:
+            notes.append("test split per device: " + ", ".join(f"{d} {n:,}" for d, n in found.items()))
+        if "split100" in tables:
+            shared = set(tables["test"]["location"]) & set(tables["split100"]["location"])
+            if shared:
+                problems.append(f"{len(shared)} locations appear in both split100 and test (e.g. {_examples(sorted(shared))}); "
+                                "expected disjoint training and test locations.")
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Check a data folder; return (problems, notes): problems explain what is wrong and what to do."""
+    data_dir = Path(data_dir).expanduser()
+    problems: list[str] = []
+    notes: list[str] = []
+    if not data_dir.is_dir():
+        return [f"'{data_dir}' is not a folder. Expected an extracted TAU22 development folder (audio/, meta.csv) or an "
+                f"embedded data set (`asc data synth --out {data_dir}`)."], notes
+    if not (data_dir / "meta.csv").exists():
+        problems.append(f"'{data_dir}' has no meta.csv. Extract the TAU22 meta archive into it, or generate the embedded "
+                        f"data set with `asc data synth --out {data_dir}`.")
+    if not (data_dir / "audio").is_dir():
+        problems.append(f"'{data_dir}' has no audio/ folder. Extract all TAU22 audio archives into '{data_dir}' "
+                        "(they unpack into audio/).")
+    if problems:
+        return problems, notes
+    card = json.loads((data_dir / "data_card.json").read_text(encoding="utf-8")) if is_embedded(data_dir) else None
+    notes.append("embedded (synthetic) data set, " + f"preset {card['preset']['name']}, seed {card['seed']}" if card
+                 else "no data card: checked as the real TAU22 development set")
+    meta = _check_meta(data_dir, card["meta_rows"] if card else TAU_META_ROWS, problems, notes)
+    if meta is not None:
+        fix = (f"Regenerate the data set: `asc data synth --overwrite --preset {card['preset']['name']} --seed {card['seed']} "
+               f"--out {data_dir}`." if card else f"Extract every audio archive into '{data_dir / 'audio'}' (all into one folder).")
+        _check_audio(data_dir, meta, fix, problems, notes)
+    _check_splits(data_dir, meta, card, problems, notes)
+    return problems, notes
+
+
+def cli_check(args: argparse.Namespace) -> int:
+    """`asc data check --data-dir DIR`: print the findings; exit status 1 when there are problems."""
+    problems, notes = check_data_dir(args.data_dir)
+    print(f"Checking {args.data_dir}")
+    for note in notes:
+        print(f"  ok    {note}")
+    for problem in problems:
+        print(f"  PROBLEM {problem}")
+    print(f"{len(problems)} problem(s) found." if problems else "All checks passed.")
+    return 1 if problems else 0

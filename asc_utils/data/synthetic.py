@@ -1,0 +1,284 @@
+"""The embedded data set: a generated stand-in for TAU Urban Acoustic Scenes 2022 Mobile, with exactly its layout.
+
+`synthesize(out_dir, preset, seed)` plans locations and 10 s recordings per scene and city, renders every recording
+through each device that captured it (a near-flat; b, c real-device-like; s1..s6 simulated from a), cuts it into 1 s
+clips and writes audio/, meta.csv, split_setup/ and a data card. Same preset and seed -> byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from asc_utils.data.devices import DEVICE_SPECS, render_devices
+from asc_utils.data.scenes import SR, city_traits, location_params, render_recording
+from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES
+
+GENERATOR_VERSION = "1.0"
+TRAIN_SPLITS = (5, 10, 25, 50, 100)
+_OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", ".cache")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Size of a generated data set (recordings are `clips_per_recording` seconds long, cut into 1 s clips)."""
+
+    name: str
+    train_per_class: int  # training recordings per class, all captured by device a
+    other_per_device: int  # of those, how many each other training device (b, c, s1..s3) also captured
+    test_per_class: int  # test recordings per class, each captured by all nine devices
+    train_per_location: int  # training recordings per location (test: one location per class and city)
+    clips_per_recording: int = 10
+    tau_test_layout: bool = False  # test split with the exact TAU22 counts per device, class and city
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", train_per_class=3, other_per_device=3, test_per_class=1, train_per_location=1, clips_per_recording=2),
+    "tutorial": Preset("tutorial", train_per_class=15, other_per_device=15, test_per_class=3, train_per_location=1),
+    "tau25": Preset("tau25", train_per_class=255, other_per_device=187, test_per_class=33, train_per_location=5, tau_test_layout=True),
+}
+
+
+@dataclass
+class _Recording:
+    index: int
+    scene: str
+    city: str
+    location: int
+    segment: int
+    devices: tuple[str, ...]
+    test: bool
+    params: dict
+
+
+def _test_cities(preset: Preset, rng: np.random.Generator, class_index: int) -> list[str]:
+    """Cities of the test recordings of one class (the TAU22 layout: 4 in barcelona, helsinki, lisbon, else 3)."""
+    if preset.tau_test_layout:
+        return [c for c in CITIES for _ in range(4 if c in ("barcelona", "helsinki", "lisbon") else 3)]
+    order = list(rng.permutation(CITIES))
+    shift = class_index % len(order)
+    order = order[shift:] + order[:shift]
+    return [order[i % len(order)] for i in range(preset.test_per_class)]
+
+
+def plan(preset: Preset, seed: int) -> list[_Recording]:
+    """Plan every recording: scene, city, location, segment number, the devices that captured it, and its parameters."""
+    rng = np.random.default_rng([seed, 1])
+    cities = {c: city_traits(seed, i) for i, c in enumerate(CITIES)}
+    locations: list[tuple[str, str, bool, int]] = []  # (scene, city, test, number of recordings)
+    for k, scene in enumerate(CLASSES):
+        for city in _test_cities(preset, rng, k):
+            if locations and locations[-1][:3] == (scene, city, True):
+                locations[-1] = (scene, city, True, locations[-1][3] + 1)
+            else:
+                locations.append((scene, city, True, 1))
+        remaining, order = preset.train_per_class, list(rng.permutation(CITIES))
+        for i in range(int(np.ceil(preset.train_per_class / preset.train_per_location))):
+            count = min(preset.train_per_location, remaining)
+            locations.append((scene, order[i % len(order)], False, count))
+            remaining -= count
+    ids: dict[str, list[int]] = {}
+    for city in CITIES:
+        needed = sum(1 for loc in locations if loc[1] == city)
+        ids[city] = sorted(int(i) for i in rng.choice(np.arange(100, 1400), needed, replace=False))
+    recordings: list[_Recording] = []
+    for li, (scene, city, test, count) in enumerate(locations):
+        location = ids[city].pop(int(rng.integers(len(ids[city]))))
+        params = location_params(np.random.default_rng([seed, 2, li]), scene, cities[city])
+        base = int(rng.integers(1000, 50_000))
+        for r in range(count):
+            devices = DEVICES if test else ("a",)
+            recordings.append(_Recording(len(recordings), scene, city, location, base + r * 2, devices, test, params))
+    _assign_other_devices(preset, rng, recordings)
+    return recordings
+
+
+def _assign_other_devices(preset: Preset, rng: np.random.Generator, recordings: list[_Recording]) -> None:
+    """Let b, c, s1..s3 capture class-balanced subsets of the training recordings; apply the TAU22 test gaps."""
+    by_class = {scene: [r for r in recordings if r.scene == scene and not r.test] for scene in CLASSES}
+    for device in TRAIN_DEVICES[1:]:
+        classes = list(rng.permutation(CLASSES))
+        chosen: set[int] = set()
+        for i in range(preset.other_per_device):
+            pool = [r for r in by_class[classes[i % len(classes)]] if r.index not in chosen]
+            if pool:
+                pick = pool[int(rng.integers(len(pool)))]
+                chosen.add(pick.index)
+                pick.devices = pick.devices + (device,)
+    if preset.tau_test_layout:  # TAU22's test split lacks one b recording (airport) and one c recording (tram), both in barcelona
+        for scene, device in (("airport", "b"), ("tram", "c")):
+            r = next(r for r in recordings if r.test and r.scene == scene and r.city == "barcelona")
+            r.devices = tuple(d for d in r.devices if d != device)
+
+
+def clip_name(r: _Recording, sub: int, device: str) -> str:
+    """The TAU22 file name of one clip: audio/<scene>-<city>-<location>-<segment>-<sub>-<device>.wav."""
+    return f"audio/{r.scene}-{r.city}-{r.location}-{r.segment}-{sub}-{device}.wav"
+
+
+def _write_clip(path: Path, wave: np.ndarray) -> None:
+    """Write one 24-bit clip; encoded in memory first (soundfile syncs real files to disk on close, which is slow)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(wave, -1.0, 1.0).astype(np.float32), SR, subtype="PCM_24", format="WAV")
+    path.write_bytes(buffer.getvalue())
+
+
+def _render(job: tuple[_Recording, int, int, str]) -> int:
+    """Render one recording through its devices and write its clips (runs in a worker process)."""
+    r, seed, clips, out = job
+    scene = render_recording(r.params, np.random.default_rng([seed, 3, r.index]), seconds=clips)
+    rngs = {d: np.random.default_rng([seed, 4, r.index, i]) for i, d in enumerate(DEVICES)}
+    for device, wave in render_devices(scene, r.devices, rngs).items():
+        for sub in range(clips):
+            _write_clip(Path(out) / clip_name(r, sub, device), wave[sub * SR : (sub + 1) * SR])
+    return len(r.devices) * clips
+
+
+def _write_table(path: Path, header: list[str], rows: list[tuple]) -> None:
+    """Write a tab-separated table with CRLF line ends, as TAU22 ships them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in rows]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+
+
+def _splits(recordings: list[_Recording], clips: int, seed: int) -> dict[str, list[tuple[str, str]]]:
+    """Nested training splits (stratified by device, whole recordings) and the test split."""
+    rng = np.random.default_rng([seed, 5])
+    out: dict[str, list[tuple[str, str]]] = {f"split{p}": [] for p in TRAIN_SPLITS}
+    for device in TRAIN_DEVICES:
+        units = [r for r in recordings if not r.test and device in r.devices]
+        units = [units[i] for i in rng.permutation(len(units))]
+        seen: dict[str, int] = {}
+        rank = [seen.__setitem__(r.scene, seen.get(r.scene, 0) + 1) or seen[r.scene] for r in units]
+        units = [units[i] for i in sorted(range(len(units)), key=lambda i: (rank[i], i))]  # interleave the classes
+        for p in TRAIN_SPLITS:
+            take = units[: max(1, int(round(len(units) * p / 100)))] if units else []
+            out[f"split{p}"] += [(clip_name(r, s, device), r.scene) for r in take for s in range(clips)]
+    out["test"] = [(clip_name(r, s, d), r.scene) for r in recordings if r.test for d in DEVICES if d in r.devices for s in range(clips)]
+    return {name: sorted(rows) for name, rows in out.items()}
+
+
+def _counts(rows: list[tuple[str, str]]) -> dict:
+    devices = [name.rsplit("-", 1)[1][:-4] for name, _ in rows]
+    return {
+        "clips": len(rows),
+        "per_device": {d: devices.count(d) for d in DEVICES if d in devices},
+        "per_class": {c: sum(1 for _, s in rows if s == c) for c in CLASSES},
+    }
+
+
+def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], splits: dict) -> None:
+    """Write data_card.json and DATA_CARD.md (no time stamps, so identical runs give identical files)."""
+    card = {
+        "name": f"embedded TAU22-layout data set ({preset.name})",
+        "synthetic": True,
+        "statement": "All audio here is synthetic: generated procedurally by asc_utils.data.synthetic. It has the layout and "
+        "device setup of TAU Urban Acoustic Scenes 2022 Mobile but contains no recorded sound; results on it are not TAU22 results.",
+        "generator": "asc_utils.data.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "preset": asdict(preset),
+        "seed": seed,
+        "sample_rate": SR,
+        "clip_seconds": 1,
+        "recording_seconds": preset.clips_per_recording,
+        "meta_rows": len(meta_rows),
+        "splits": {name: _counts(rows) for name, rows in splits.items()},
+        "devices": {name: asdict(spec) for name, spec in DEVICE_SPECS.items()},
+    }
+    (out / "data_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    lines = [
+        f"# Data card: {card['name']}",
+        "",
+        f"**{card['statement']}**",
+        "",
+        f"- Generator: `{card['generator']}` version {GENERATOR_VERSION}, preset `{preset.name}`, seed {seed}.",
+        f"- Regenerate: `asc data synth --preset {preset.name} --seed {seed} --out <folder>` (identical files).",
+        f"- {len(meta_rows)} clips of 1 s, 44.1 kHz, mono, 24-bit PCM, cut from {preset.clips_per_recording} s recordings.",
+        "- Layout as TAU22: `audio/<scene>-<city>-<location>-<segment>-<sub>-<device>.wav`, `meta.csv`,",
+        "  `split_setup/split{5,10,25,50,100}.csv` (nested training subsets) and `split_setup/test.csv`.",
+        "- Devices: `a` near-flat reference; `b`, `c` real-device-like (band limits, resonances, noise floor, gain,",
+        "  compression); `s1`..`s6` simulated from `a` with their own impulse responses, noise and gain.",
+        "  `s4`..`s6` appear only in the test split. Train and test locations are disjoint.",
+        "- Differences from TAU22: far fewer locations and recordings; every test recording is captured by all",
+        "  devices (parallel), so per-device test results compare the same sounds.",
+        "",
+        "| split | clips | " + " | ".join(DEVICES) + " |",
+        "|---|---|" + "---|" * len(DEVICES),
+    ]
+    for name, c in card["splits"].items():
+        lines.append(f"| {name} | {c['clips']} | " + " | ".join(str(c["per_device"].get(d, 0)) for d in DEVICES) + " |")
+    (out / "DATA_CARD.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    """Make out ready: refuse to mix with an existing data set unless overwrite, then remove only our own files."""
+    existing = [name for name in _OWNED if (out / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"'{out}' already holds a data set ({', '.join(existing)}). Expected an empty or new folder; "
+            "pass overwrite=True (CLI: --overwrite) to replace it, or choose another --out."
+        )
+    for name in existing:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+
+
+def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int = 0, overwrite: bool = False,
+               workers: int | None = None, progress: bool = True) -> Path:
+    """Generate the embedded data set (TAU22 layout) into out_dir; presets 'tiny', 'tutorial', 'tau25'."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset '{preset}'. Expected one of {', '.join(PRESETS)}.")
+    spec, out = PRESETS[preset], Path(out_dir)
+    _prepare(out, overwrite)
+    recordings = plan(spec, seed)
+    jobs = [(r, seed, spec.clips_per_recording, str(out)) for r in recordings]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    bar = tqdm(total=sum(len(r.devices) for r in recordings) * spec.clips_per_recording, desc=f"synth {preset}",
+               unit="clip", disable=not progress)
+    if workers <= 1 or len(jobs) < 50:
+        for job in jobs:
+            bar.update(_render(job))
+    else:
+        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with context.Pool(workers) as pool:
+            for done in pool.imap_unordered(_render, jobs, chunksize=4):
+                bar.update(done)
+    bar.close()
+    meta_rows = sorted(
+        (clip_name(r, s, d), r.scene, f"{r.city}-{r.location}", d)
+        for r in recordings for d in r.devices for s in range(spec.clips_per_recording)
+    )
+    splits = _splits(recordings, spec.clips_per_recording, seed)
+    for name, rows in splits.items():
+        _write_table(out / "split_setup" / f"{name}.csv", ["filename", "scene_label"], rows)
+    _write_card(out, spec, seed, meta_rows, splits)
+    _write_table(out / "meta.csv", ["filename", "scene_label", "identifier", "source_label"], meta_rows)  # last: marks completion
+    return out
+
+
+def cli_synth(args: argparse.Namespace) -> int:
+    """`asc data synth`: generate the embedded data set and print where it went."""
+    start = time.perf_counter()
+    try:
+        out = synthesize(args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    card = json.loads((out / "data_card.json").read_text(encoding="utf-8"))
+    sizes = ", ".join(f"{name} {c['clips']}" for name, c in card["splits"].items())
+    print(f"Wrote {card['meta_rows']} synthetic clips to {out} in {time.perf_counter() - start:.1f} s ({sizes}).")
+    print(f"See {out / 'DATA_CARD.md'}; use it with DATA_DIR='{out}' or ASC_DATA_DIR={out}.")
+    return 0
