@@ -78,3 +78,14 @@ def serve_dir():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread: on a busy 2-core machine two spinning OpenMP threads are many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

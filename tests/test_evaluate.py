@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,13 +13,7 @@ from asc_utils.evaluate import accuracy_metrics, class_device_table, confusion_m
 from asc_utils.labels import CLASSES, DEVICES
 from asc_utils.models import build_model
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine two spinning OpenMP threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # 8 clips: device a (4 clips, 3 right), b (2 clips, 0 right), s4 (2 clips, 2 right); classes 0 (5 clips, 4 right), 1 (3 clips, 1 right)
