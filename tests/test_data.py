@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
-import threading
 import warnings
 from pathlib import Path
 
@@ -100,13 +97,8 @@ def test_load_clip_bad_inputs(tmp_path):
         tau.load_clip(tmp_path / "broken.wav")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def split_server(tmp_path, shared_dir, monkeypatch):
+def split_server(tmp_path, shared_dir, monkeypatch, serve_dir):
     """A local http server (127.0.0.1) serving TAU-like split files; SPLIT_URL points at it."""
     served = tmp_path / "served"
     served.mkdir()
@@ -114,13 +106,8 @@ def split_server(tmp_path, shared_dir, monkeypatch):
     names = [f"audio/bus-lyon-{i}-100-0-a.wav" for i in range(200)]
     for p in (5, 10, 25, 50, 100):
         pd.DataFrame({"filename": names[: 2 * p], "scene_label": "bus"}).to_csv(served / f"split{p}.csv", sep="\t", index=False)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setattr(tau, "SPLIT_URL", f"http://127.0.0.1:{server.server_port}/{{name}}")
-    yield served
-    server.shutdown()
-    server.server_close()
+    monkeypatch.setattr(tau, "SPLIT_URL", f"{serve_dir(served)}/{{name}}")
+    return served
 
 
 def _meta_only(folder: Path, names: list[str]) -> Path:
