@@ -120,7 +120,7 @@ def generated_named_dirs(n: int = 24, seed: int = 0, taps: int = IR_TAPS) -> dic
     rng = np.random.default_rng([GENERATED_DIR_STREAM, seed])  # never [DEVICE_FAMILY_SEED, k]: no device response reused
     dirs = {}
     for i in range(n):
-        strength = rng.uniform(0.8, 1.4)  # as far from flat as the non-reference devices of the data set (1.05-1.3)
+        strength = rng.uniform(0.8, 1.4)  # as far from flat as the non-reference devices of the data set (0.8-1.3)
         dirs[f"generated_{i:02d}"] = torch.from_numpy(mic_like_response(rng, strength, taps))
     return dirs
 

@@ -16,7 +16,7 @@ import soundfile as sf
 from asc_utils.cli import main
 from asc_utils.data import load_meta, load_split
 from asc_utils.data import synthetic as syn
-from asc_utils.data.devices import DEVICE_FAMILY_SEED, device_response, mic_like_magnitude_db, mic_like_response
+from asc_utils.data.devices import DEVICE_FAMILY_SEED, DEVICE_SPECS, device_response, mic_like_magnitude_db, mic_like_response
 from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES, UNSEEN_DEVICES
 
 NAME = re.compile(r"^audio/([a-z_]+)-([a-z]+)-(\d+)-(\d+)-(\d+)-(a|b|c|s[1-6])\.wav$")
@@ -79,7 +79,7 @@ def test_other_seed_differs_and_overwrite_guard(tiny_data, tmp_path):
 def test_tau25_plan_matches_tau22_counts():
     """The tau25 preset (not rendered here) has split25-sized training and exactly the TAU22 test counts."""
     recordings = syn.plan(syn.PRESETS["tau25"], 0)
-    splits = syn._splits(recordings, 10, 0)
+    splits = syn._splits(recordings, 0)
     test = pd.DataFrame(splits["test"], columns=["filename", "scene_label"])
     fields = test["filename"].str.extract(NAME)
     assert len(test) == 29_680
@@ -87,6 +87,31 @@ def test_tau25_plan_matches_tau22_counts():
     assert test["scene_label"].value_counts().to_dict() == {c: 2960 if c in ("airport", "tram") else 2970 for c in CLASSES}
     assert fields[1].value_counts().to_dict() == {c: {"barcelona": 3580, "helsinki": 3600, "lisbon": 3600}.get(c, 2700) for c in CITIES}
     assert 33_000 <= len(splits["split100"]) <= 37_000
+
+
+def test_tutorial_plan_sizes_and_disjoint_locations():
+    """The tutorial preset (not rendered here): the sizes its data card promises, 5 s test recordings, disjoint locations."""
+    recordings = syn.plan(syn.PRESETS["tutorial"], 0)
+    splits = syn._splits(recordings, 0)
+    assert {name: len(rows) for name, rows in splits.items()} == {
+        "split5": 250, "split10": 450, "split25": 1150, "split50": 2250, "split100": 4500, "test": 2700}
+    fields = pd.DataFrame(splits["test"], columns=["filename", "scene_label"])["filename"].str.extract(NAME)
+    assert fields[5].value_counts().to_dict() == {d: 300 for d in DEVICES}
+    assert set(fields[4].astype(int)) == set(range(5))  # test recordings keep their first 5 s
+    assert {r.clips for r in recordings if not r.test} == {10}
+    places = {test: {(r.city, r.location) for r in recordings if r.test == test} for test in (True, False)}
+    assert places[True] and not places[True] & places[False]
+    assert len({(r.scene, r.city, r.location) for r in recordings if r.test}) == 60  # six test locations per class
+
+
+def test_scene_signatures_fixed_and_distinct():
+    """Every scene has its own spectral signature, independent of the data set's seed and drawn again identically."""
+    from asc_utils.data.scenes import SCENES, SIGNATURE_DB, scene_signature
+
+    signatures = {scene: scene_signature(scene) for scene in SCENES}
+    assert signatures == {scene: scene_signature(scene) for scene in SCENES}
+    assert len({tuple(sig) for sig in signatures.values()}) == len(SCENES)
+    assert all(0.5 * SIGNATURE_DB <= abs(gain) <= SIGNATURE_DB for sig in signatures.values() for _, gain, _ in sig)
 
 
 def test_device_family():
@@ -98,6 +123,8 @@ def test_device_family():
         assert spread < 4.0 if d == "a" else spread > 5.0, f"device {d}: {spread:.1f} dB spread"  # a near-flat, others not
     flat_db = mic_like_magnitude_db(np.random.default_rng([DEVICE_FAMILY_SEED, 0]), np.geomspace(100, 10_000, 50), 0.0)
     assert np.ptp(flat_db) < 1.0  # strength 0 is the flat member of the family
+    train_strength = max(DEVICE_SPECS[d].strength for d in TRAIN_DEVICES)
+    assert all(DEVICE_SPECS[d].strength > train_strength for d in UNSEEN_DEVICES)  # unseen devices: the strongest colourings
     flat = np.stack(list(responses.values()))
     assert np.linalg.matrix_rank(flat) == len(DEVICES)  # distinct instances
     other = mic_like_response(np.random.default_rng(12345))

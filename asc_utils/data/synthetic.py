@@ -26,7 +26,7 @@ from asc_utils.data.devices import DEVICE_SPECS, render_devices
 from asc_utils.data.scenes import SR, city_traits, location_params, render_recording
 from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 TRAIN_SPLITS = (5, 10, 25, 50, 100)
 _OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", ".cache")
 
@@ -41,12 +41,15 @@ class Preset:
     test_per_class: int  # test recordings per class, each captured by all nine devices
     train_per_location: int  # training recordings per location (test: one location per class and city)
     clips_per_recording: int = 10
+    test_clips_per_recording: int | None = None  # clips kept per test recording (None: clips_per_recording); fewer clips
+    # from more test locations give steadier per-device accuracies for the same number of test clips
     tau_test_layout: bool = False  # test split with the exact TAU22 counts per device, class and city
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", train_per_class=3, other_per_device=3, test_per_class=1, train_per_location=1, clips_per_recording=2),
-    "tutorial": Preset("tutorial", train_per_class=15, other_per_device=15, test_per_class=3, train_per_location=1),
+    "tutorial": Preset("tutorial", train_per_class=30, other_per_device=30, test_per_class=6, train_per_location=1,
+                       test_clips_per_recording=5),
     "tau25": Preset("tau25", train_per_class=255, other_per_device=187, test_per_class=33, train_per_location=5, tau_test_layout=True),
 }
 
@@ -61,6 +64,7 @@ class _Recording:
     devices: tuple[str, ...]
     test: bool
     params: dict
+    clips: int  # 1 s clips cut from this recording
 
 
 def _test_cities(preset: Preset, rng: np.random.Generator, class_index: int) -> list[str]:
@@ -100,7 +104,8 @@ def plan(preset: Preset, seed: int) -> list[_Recording]:
         base = int(rng.integers(1000, 50_000))
         for r in range(count):
             devices = DEVICES if test else ("a",)
-            recordings.append(_Recording(len(recordings), scene, city, location, base + r * 2, devices, test, params))
+            clips = (preset.test_clips_per_recording or preset.clips_per_recording) if test else preset.clips_per_recording
+            recordings.append(_Recording(len(recordings), scene, city, location, base + r * 2, devices, test, params, clips))
     _assign_other_devices(preset, rng, recordings)
     return recordings
 
@@ -135,9 +140,10 @@ def _write_clip(path: Path, wave: np.ndarray) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _render(job: tuple[_Recording, int, int, str]) -> int:
+def _render(job: tuple[_Recording, int, str]) -> int:
     """Render one recording through its devices and write its clips (runs in a worker process)."""
-    r, seed, clips, out = job
+    r, seed, out = job
+    clips = r.clips
     scene = render_recording(r.params, np.random.default_rng([seed, 3, r.index]), seconds=clips)
     rngs = {d: np.random.default_rng([seed, 4, r.index, i]) for i, d in enumerate(DEVICES)}
     for device, wave in render_devices(scene, r.devices, rngs).items():
@@ -153,7 +159,7 @@ def _write_table(path: Path, header: list[str], rows: list[tuple]) -> None:
     path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
 
 
-def _splits(recordings: list[_Recording], clips: int, seed: int) -> dict[str, list[tuple[str, str]]]:
+def _splits(recordings: list[_Recording], seed: int) -> dict[str, list[tuple[str, str]]]:
     """Nested training splits (stratified by device, whole recordings) and the test split."""
     rng = np.random.default_rng([seed, 5])
     out: dict[str, list[tuple[str, str]]] = {f"split{p}": [] for p in TRAIN_SPLITS}
@@ -165,8 +171,8 @@ def _splits(recordings: list[_Recording], clips: int, seed: int) -> dict[str, li
         units = [units[i] for i in sorted(range(len(units)), key=lambda i: (rank[i], i))]  # interleave the classes
         for p in TRAIN_SPLITS:
             take = units[: max(1, int(round(len(units) * p / 100)))] if units else []
-            out[f"split{p}"] += [(clip_name(r, s, device), r.scene) for r in take for s in range(clips)]
-    out["test"] = [(clip_name(r, s, d), r.scene) for r in recordings if r.test for d in DEVICES if d in r.devices for s in range(clips)]
+            out[f"split{p}"] += [(clip_name(r, s, device), r.scene) for r in take for s in range(r.clips)]
+    out["test"] = [(clip_name(r, s, d), r.scene) for r in recordings if r.test for d in DEVICES if d in r.devices for s in range(r.clips)]
     return {name: sorted(rows) for name, rows in out.items()}
 
 
@@ -205,7 +211,8 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
         "",
         f"- Generator: `{card['generator']}` version {GENERATOR_VERSION}, preset `{preset.name}`, seed {seed}.",
         f"- Regenerate: `asc data synth --preset {preset.name} --seed {seed} --out <folder>` (identical files).",
-        f"- {len(meta_rows)} clips of 1 s, 44.1 kHz, mono, 24-bit PCM, cut from {preset.clips_per_recording} s recordings.",
+        f"- {len(meta_rows)} clips of 1 s, 44.1 kHz, mono, 24-bit PCM, cut from {preset.clips_per_recording} s recordings"
+        + (f" ({preset.test_clips_per_recording} s for test recordings)." if preset.test_clips_per_recording else "."),
         "- Layout as TAU22: `audio/<scene>-<city>-<location>-<segment>-<sub>-<device>.wav`, `meta.csv`,",
         "  `split_setup/split{5,10,25,50,100}.csv` (nested training subsets) and `split_setup/test.csv`.",
         "- Devices: `a` near-flat reference; `b`, `c` real-device-like (band limits, resonances, noise floor, gain,",
@@ -244,9 +251,9 @@ def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int =
     spec, out = PRESETS[preset], Path(out_dir)
     _prepare(out, overwrite)
     recordings = plan(spec, seed)
-    jobs = [(r, seed, spec.clips_per_recording, str(out)) for r in recordings]
+    jobs = [(r, seed, str(out)) for r in recordings]
     workers = workers or min(os.cpu_count() or 1, 8)
-    bar = tqdm(total=sum(len(r.devices) for r in recordings) * spec.clips_per_recording, desc=f"synth {preset}",
+    bar = tqdm(total=sum(len(r.devices) * r.clips for r in recordings), desc=f"synth {preset}",
                unit="clip", disable=not progress)
     if workers <= 1 or len(jobs) < 50:
         for job in jobs:
@@ -259,9 +266,9 @@ def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int =
     bar.close()
     meta_rows = sorted(
         (clip_name(r, s, d), r.scene, f"{r.city}-{r.location}", d)
-        for r in recordings for d in r.devices for s in range(spec.clips_per_recording)
+        for r in recordings for d in r.devices for s in range(r.clips)
     )
-    splits = _splits(recordings, spec.clips_per_recording, seed)
+    splits = _splits(recordings, seed)
     for name, rows in splits.items():
         _write_table(out / "split_setup" / f"{name}.csv", ["filename", "scene_label"], rows)
     _write_card(out, spec, seed, meta_rows, splits)
