@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from asc_utils.fast_inference import fast_inference_model
 from asc_utils.features import FrontendConfig, LogMelFrontend
 from asc_utils.labels import CLASSES, DEVICE_GROUPS, DEVICES
 
@@ -33,9 +34,16 @@ PRECISIONS = ("fp32", "fp16")
 
 
 def _prepare(model: nn.Module, device: torch.device, half: bool) -> tuple[nn.Module, bool]:
-    """An eval-mode copy of the model on `device` (model.half() when half) and whether its forward takes device ids."""
+    """An eval-mode copy of the model on `device` (model.half() when half) and whether its forward takes device ids.
+
+    fp32 on the CPU uses `fast_inference_model` (BatchNorm folded; the same logits up to float rounding, several times faster).
+    """
     net = copy.deepcopy(model).to(device, memory_format=torch.contiguous_format).eval()
-    return (net.half() if half else net), "devices" in inspect.signature(net.forward).parameters
+    if half:
+        net = net.half()
+    elif device.type == "cpu":
+        net = fast_inference_model(net)
+    return net, "devices" in inspect.signature(net.forward).parameters
 
 
 def _logits(net: nn.Module, takes_devices: bool, mel: torch.Tensor, devices: list[str], half: bool) -> torch.Tensor:

@@ -66,6 +66,34 @@ def test_fp16_evaluation_is_close_to_fp32_and_leaves_the_model_alone() -> None:
     assert list(result.metrics("fp16")["per_device"])[-1] == "zz"  # unknown devices are reported after a..s6
 
 
+def test_fp32_on_cpu_uses_the_fast_path_with_the_eager_logits(monkeypatch) -> None:
+    """evaluate's CPU fp32 pass runs the folded network; its logits equal the eager model's up to float rounding."""
+    import asc_utils.evaluate as ev
+
+    original, built = ev.fast_inference_model, []
+
+    def recording(net: nn.Module) -> nn.Module:
+        built.append(original(net))
+        return built[-1]
+
+    monkeypatch.setattr(ev, "fast_inference_model", recording)
+    torch.manual_seed(0)
+    model = build_model()
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics, as a trained network has
+        model(torch.randn(8, 1, 256, 33))
+    model.eval()
+    arrays = _arrays()
+    result = evaluate(model, arrays, batch_size=4, precisions=("fp32",), progress=False)
+    with torch.inference_mode():
+        from asc_utils.features import FrontendConfig, LogMelFrontend
+
+        eager = model(LogMelFrontend(FrontendConfig()).eval()(torch.from_numpy(arrays.waves))).numpy()
+    assert [type(net).__name__ for net in built] == ["FastSNTL"]
+    assert np.abs(result.logits["fp32"] - eager).max() < 1e-3
+    assert (result.logits["fp32"].argmax(1) == eager.argmax(1)).all()
+
+
 class DeviceBias(nn.Module):
     """A toy per-device model: predicts the class given by the device's position in DEVICES (unknown -> class 9)."""
 
