@@ -20,12 +20,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e ".[notebooks,test]"
 	@touch $(STAMP)
 
-$(DATA)/meta.csv: | $(STAMP)
-	$(BIN)/asc data synth --preset tutorial --out $(DATA)
+# The embedded data set is regenerated when the generator's version changes (results in the docs are for that version).
+GENERATOR_VERSION := $(shell sed -n 's/^GENERATOR_VERSION = "\(.*\)"/\1/p' asc_utils/data/synthetic.py)
+DATA_STAMP := $(DATA)/.generator-$(GENERATOR_VERSION)
 
-data: $(DATA)/meta.csv
+$(DATA_STAMP): | $(STAMP)
+	rm -f $(DATA)/.generator-*
+	$(BIN)/asc data synth --preset tutorial --out $(DATA) --overwrite
+	@touch $@
 
-tutorial: $(STAMP) $(DATA)/meta.csv
+data: $(DATA_STAMP)
+
+tutorial: $(STAMP) $(DATA_STAMP)
 	$(BIN)/asc tutorial --data-dir $(DATA) --out $(OUT)
 
 smoke: $(STAMP)

@@ -97,7 +97,7 @@ def test_tutorial_plan_sizes_and_disjoint_locations():
         "split5": 250, "split10": 450, "split25": 1150, "split50": 2250, "split100": 4500, "test": 2700}
     fields = pd.DataFrame(splits["test"], columns=["filename", "scene_label"])["filename"].str.extract(NAME)
     assert fields[5].value_counts().to_dict() == {d: 300 for d in DEVICES}
-    assert set(fields[4].astype(int)) == set(range(5))  # test recordings keep their first 5 s
+    assert set(fields[4].astype(int)) == set(range(5))  # 5 s test recordings: clips 0..4
     assert {r.clips for r in recordings if not r.test} == {10}
     places = {test: {(r.city, r.location) for r in recordings if r.test == test} for test in (True, False)}
     assert places[True] and not places[True] & places[False]

@@ -86,14 +86,17 @@ EVENTS = ("talk", "steps", "impulse", "birds", "chime", "beeps", "suitcase", "pa
           "ticks", "horn", "siren", "bell")
 SCALARS = ("level", "tilt", "hi", "rt60", "wet", "fg")
 # A location draws its values from the central TYPICAL_RANGE of each range above, and a source whose probability is
-# above (below) 0.5 becomes more (less) likely by PRESENCE_CONTRAST. With SIGNATURE_DB below they set how separable the
-# scenes are: tuned so that this project's own training reaches 50-90 % on device a of the tutorial preset, in the
-# default 8-epoch run of notebook 05 and in a 20-epoch run (measurements in notebook 05); wider ranges make it harder.
+# above (below) 0.5 becomes more (less) likely by PRESENCE_CONTRAST: with 1.5, sources of probability <= 1/6 never
+# occur (e.g. music at airports, sirens in street traffic) and those >= 5/6 always do. With SIGNATURE_DB below they set
+# how separable the scenes are: tuned so that this project's own training reaches 50-90 % on device a of the tutorial
+# preset, in the default 8-epoch run of notebook 05 and in a 20-epoch run (measurements in notebook 05); wider ranges
+# make it harder.
 TYPICAL_RANGE = 0.5
 PRESENCE_CONTRAST = 1.5
 # Every scene also has a spectral signature: a few broad peaks and dips (the sound of its spaces, surfaces and machinery)
-# shared by all its locations, each location shifting the centres (~0.25 octave) and scaling the gains (x0.5-1.5). It is the cue a small network learns first, and exactly the cue a
-# device's frequency response distorts, so the device mismatch of TAU22 shows up here too. SIGNATURE_DB scales it.
+# shared by all its locations, each location shifting the centres (~0.25 octave) and scaling the gains (x0.5-1.5).
+# It is the cue a small network learns first, and exactly the cue a device's frequency response distorts, so the device
+# mismatch of TAU22 shows up here too. SIGNATURE_DB scales it.
 SIGNATURE_DB = 5.0
 SIGNATURE_SEED = 20_220_602
 

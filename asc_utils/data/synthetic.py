@@ -1,6 +1,7 @@
 """The embedded data set: a generated stand-in for TAU Urban Acoustic Scenes 2022 Mobile, with exactly its layout.
 
-`synthesize(out_dir, preset, seed)` plans locations and 10 s recordings per scene and city, renders every recording
+`synthesize(out_dir, preset, seed)` plans locations and recordings (10 s; test recordings of
+the tutorial preset 5 s) per scene and city, renders every recording
 through each device that captured it (a near-flat; b, c real-device-like; s1..s6 simulated from a), cuts it into 1 s
 clips and writes audio/, meta.csv, split_setup/ and a data card. Same preset and seed -> byte-identical files.
 """
@@ -33,7 +34,7 @@ _OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", 
 
 @dataclass(frozen=True)
 class Preset:
-    """Size of a generated data set (recordings are `clips_per_recording` seconds long, cut into 1 s clips)."""
+    """Size of a generated data set (recordings of `clips_per_recording` s, test ones of `test_clips_per_recording` s, cut into 1 s clips)."""
 
     name: str
     train_per_class: int  # training recordings per class, all captured by device a
@@ -199,6 +200,7 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
         "sample_rate": SR,
         "clip_seconds": 1,
         "recording_seconds": preset.clips_per_recording,
+        "test_recording_seconds": preset.test_clips_per_recording or preset.clips_per_recording,
         "meta_rows": len(meta_rows),
         "splits": {name: _counts(rows) for name, rows in splits.items()},
         "devices": {name: asdict(spec) for name, spec in DEVICE_SPECS.items()},
