@@ -1,8 +1,7 @@
 """The embedded data set: a generated stand-in for TAU Urban Acoustic Scenes 2022 Mobile, with exactly its layout.
 
-`synthesize(out_dir, preset, seed)` plans locations and recordings (10 s; test recordings of
-the tutorial preset 5 s) per scene and city, renders every recording
-through each device that captured it (a near-flat; b, c real-device-like; s1..s6 simulated from a), cuts it into 1 s
+`synthesize(out_dir, preset, seed)` plans locations and recordings (10 s; the tutorial preset's test recordings 5 s)
+per scene and city, renders every recording through each device that captured it (a near-flat; b, c real-device-like; s1..s6 simulated from a), cuts it into 1 s
 clips and writes audio/, meta.csv, split_setup/ and a data card. Same preset and seed -> byte-identical files.
 """
 
@@ -34,7 +33,7 @@ _OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", 
 
 @dataclass(frozen=True)
 class Preset:
-    """Size of a generated data set (recordings of `clips_per_recording` s, test ones of `test_clips_per_recording` s, cut into 1 s clips)."""
+    """Size of a generated data set (recordings of `clips_per_recording` s, test ones of `test_clips` s, cut into 1 s clips)."""
 
     name: str
     train_per_class: int  # training recordings per class, all captured by device a
@@ -45,6 +44,11 @@ class Preset:
     test_clips_per_recording: int | None = None  # clips kept per test recording (None: clips_per_recording); fewer clips
     # from more test locations give steadier per-device accuracies for the same number of test clips
     tau_test_layout: bool = False  # test split with the exact TAU22 counts per device, class and city
+
+    @property
+    def test_clips(self) -> int:
+        """1 s clips per test recording."""
+        return self.test_clips_per_recording or self.clips_per_recording
 
 
 PRESETS: dict[str, Preset] = {
@@ -105,7 +109,7 @@ def plan(preset: Preset, seed: int) -> list[_Recording]:
         base = int(rng.integers(1000, 50_000))
         for r in range(count):
             devices = DEVICES if test else ("a",)
-            clips = (preset.test_clips_per_recording or preset.clips_per_recording) if test else preset.clips_per_recording
+            clips = preset.test_clips if test else preset.clips_per_recording
             recordings.append(_Recording(len(recordings), scene, city, location, base + r * 2, devices, test, params, clips))
     _assign_other_devices(preset, rng, recordings)
     return recordings
@@ -144,13 +148,12 @@ def _write_clip(path: Path, wave: np.ndarray) -> None:
 def _render(job: tuple[_Recording, int, str]) -> int:
     """Render one recording through its devices and write its clips (runs in a worker process)."""
     r, seed, out = job
-    clips = r.clips
-    scene = render_recording(r.params, np.random.default_rng([seed, 3, r.index]), seconds=clips)
+    scene = render_recording(r.params, np.random.default_rng([seed, 3, r.index]), seconds=r.clips)
     rngs = {d: np.random.default_rng([seed, 4, r.index, i]) for i, d in enumerate(DEVICES)}
     for device, wave in render_devices(scene, r.devices, rngs).items():
-        for sub in range(clips):
+        for sub in range(r.clips):
             _write_clip(Path(out) / clip_name(r, sub, device), wave[sub * SR : (sub + 1) * SR])
-    return len(r.devices) * clips
+    return len(r.devices) * r.clips
 
 
 def _write_table(path: Path, header: list[str], rows: list[tuple]) -> None:
@@ -200,7 +203,7 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
         "sample_rate": SR,
         "clip_seconds": 1,
         "recording_seconds": preset.clips_per_recording,
-        "test_recording_seconds": preset.test_clips_per_recording or preset.clips_per_recording,
+        "test_recording_seconds": preset.test_clips,
         "meta_rows": len(meta_rows),
         "splits": {name: _counts(rows) for name, rows in splits.items()},
         "devices": {name: asdict(spec) for name, spec in DEVICE_SPECS.items()},
@@ -214,7 +217,7 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
         f"- Generator: `{card['generator']}` version {GENERATOR_VERSION}, preset `{preset.name}`, seed {seed}.",
         f"- Regenerate: `asc data synth --preset {preset.name} --seed {seed} --out <folder>` (identical files).",
         f"- {len(meta_rows)} clips of 1 s, 44.1 kHz, mono, 24-bit PCM, cut from {preset.clips_per_recording} s recordings"
-        + (f" ({preset.test_clips_per_recording} s for test recordings)." if preset.test_clips_per_recording else "."),
+        + (f" ({preset.test_clips} s for test recordings)." if preset.test_clips != preset.clips_per_recording else "."),
         "- Layout as TAU22: `audio/<scene>-<city>-<location>-<segment>-<sub>-<device>.wav`, `meta.csv`,",
         "  `split_setup/split{5,10,25,50,100}.csv` (nested training subsets) and `split_setup/test.csv`.",
         "- Scenes: procedural sources with scene-typical statistics, varied per city, location and recording, plus a",
