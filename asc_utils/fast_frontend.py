@@ -82,7 +82,7 @@ class FastMelSpectrogram(nn.Module):
     """Mel power [B, N] -> [B, n_mels, frames] as torchaudio's MelSpectrogram (power 2, centered, reflect pad, HTK, no norm)."""
 
     def __init__(self, sample_rate: int = 44_100, n_fft: int = 8192, win_length: int | None = None, hop_length: int = 1364,
-                 n_mels: int = 256, f_min: float = 0.0, f_max: float | None = None, chunk_clips: int = 8,
+                 n_mels: int = 256, f_min: float = 0.0, f_max: float | None = None, chunk_clips: int = 4,
                  bands_per_block: int = 8) -> None:
         super().__init__()
         win_length = win_length or n_fft

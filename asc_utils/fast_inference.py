@@ -140,7 +140,7 @@ def _shuffle_order(channels: int, groups: int) -> torch.Tensor:
 class FastSNTL(nn.Module):
     """Eval-only SNTLNet: log-mel [B, 1, 256, 33] -> logits [B, 10], equal to the source network's eval() output up to rounding."""
 
-    def __init__(self, net: SNTLNet, chunk: int = 16) -> None:
+    def __init__(self, net: SNTLNet, chunk: int = 8) -> None:
         super().__init__()
         if not isinstance(net, SNTLNet):
             raise TypeError(f"FastSNTL rewrites an asc_utils.models.SNTLNet; got {type(net).__name__}.")
@@ -230,7 +230,7 @@ class FastSNTL(nn.Module):
         return self.classifier(h.unsqueeze(1)).squeeze(-1)
 
 
-def fast_inference_model(model: nn.Module, chunk: int = 16) -> nn.Module:
+def fast_inference_model(model: nn.Module, chunk: int = 8) -> nn.Module:
     """An eval-only fast copy of a network (SNTLNet: FastSNTL; a MultiDeviceModel: each of its networks); others: an eval copy."""
     from asc_utils.multidevice import MultiDeviceModel
 

@@ -43,7 +43,7 @@ class SqueezeExcitation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, F, T] -> the same shape, each channel scaled by its gate."""
-        weights = x.mean(dim=(2, 3))  # [B, C]
+        weights = x.sum(dim=(2, 3)) * (1.0 / (x.shape[2] * x.shape[3]))  # the mean [B, C]; its backward is a view, not a copy
         weights = torch.sigmoid(self.excite(F.relu(self.squeeze(weights))))
         return x * weights[:, :, None, None]
 

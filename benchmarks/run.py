@@ -10,6 +10,8 @@ the fast CPU front end (`asc_utils.fast_frontend`), for inference the folded net
 training `asc_utils.train.Trainer`. Both paths get the same clips, batch size, threads and
 augmentations (DIR, frequency masking, Frequency-MixStyle; Adam, gradient clipping 0.5). Each measurement is repeated,
 alternating the two paths, and the best of the repeats is kept, so a machine shared with other work hurts both alike.
+Both paths share the process, hence its memory allocator: `import asc_utils` raises glibc's mmap and trim thresholds
+(`asc_utils.cpu`; ASC_DEFAULT_ALLOCATOR=1 keeps glibc's defaults for both paths, to measure what the setting is worth).
 Writes results.json and results.md into --out.
 """
 
@@ -33,6 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from asc_utils.augment import DIRAugment, FreqMixStyle, generated_dirs
+from asc_utils.cpu import allocator_tuned
 from asc_utils.data import TAUDataset, load_clip, load_split
 from asc_utils.fast_inference import fast_inference_model
 from asc_utils.features import LogMelFrontend
@@ -87,6 +90,7 @@ def machine_info(device: torch.device) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "load_average_1min": _load_average(),
+        "allocator": "glibc, thresholds raised (asc_utils.cpu)" if allocator_tuned() else "default",
     }
 
 
@@ -261,7 +265,8 @@ def markdown(results: dict) -> str:
         "",
         f"Data: `{results['data']}` ({results['mode']} mode); inference weights: {results['inference_weights']}. "
         f"Load average at start {m['load_average_1min']:.1f}, at end {results['load_average_end']:.1f} "
-        "(above the core count means other processes shared the machine).",
+        "(above the core count means other processes shared the machine). "
+        f"Memory allocator (both paths, one process): {m.get('allocator', 'default')}.",
         "",
         "| task | device | clips | batch | reference clips/s | fast clips/s | speed-up | reference clips/CPU-s | fast clips/CPU-s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",

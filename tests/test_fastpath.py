@@ -36,7 +36,7 @@ def dummy_wave(shared_dir) -> torch.Tensor:
 
 def test_fast_mel_matches_torchaudio_on_random_audio():
     torch.manual_seed(0)
-    waves = torch.randn(11, 44_100) * torch.logspace(-4, 0, 11)[:, None]  # quiet to loud; 11 clips = chunks of 8 + 3
+    waves = torch.randn(11, 44_100) * torch.logspace(-4, 0, 11)[:, None]  # quiet to loud; 11 clips = chunks of 4 + a rest of 3
     c = FrontendConfig()
     reference = _torchaudio_mel(sample_rate=c.sample_rate, n_fft=c.n_fft, win_length=c.win_length, hop_length=c.hop_length,
                                 n_mels=c.n_mels)(waves)
