@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from asc_utils.fast_training import from_training_layout
 from asc_utils.labels import DCASE_COMPLEXITY_DEVICES
 
 # DCASE2025 Task 1 limits, per device model.
@@ -76,7 +77,8 @@ def complexity_report(model: nn.Module, input_size: Sequence[int] = DEFAULT_INPU
     """Count parameters, parameter bytes at dtype and torchinfo MACs (on a float32 CPU copy), with a layer-by-layer table."""
     from torchinfo import summary
 
-    counted = copy.deepcopy(model).float().cpu()
+    # a training-layout copy would run ConvBN's depthwise shortcut, whose convolution the torchinfo hooks cannot see
+    counted = from_training_layout(copy.deepcopy(model).float().cpu())
     names = {id(m): name or "(model)" for name, m in counted.named_modules()}
     stats = summary(counted, input_size=tuple(input_size), verbose=0, device="cpu", mode="eval")
     rows, seen = [], set()
