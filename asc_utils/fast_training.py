@@ -26,16 +26,19 @@ def to_training_layout(model: nn.Module) -> nn.Module:
     if isinstance(model, SNTLNet):
         for module in (model.stem, model.expand):  # 7 and 12 channels: NCHW BatchNorm is ~5x faster there
             module.to(memory_format=torch.contiguous_format)
-    for module in model.modules():
-        if isinstance(module, ConvBN):
-            module.repeat_shortcut = True
+    _set_repeat_shortcut(model, True)
     return model
 
 
 def from_training_layout(model: nn.Module) -> nn.Module:
     """Undo `to_training_layout` (in place; returns the model): NCHW parameters, every convolution run as itself."""
     model.to(memory_format=torch.contiguous_format)
+    _set_repeat_shortcut(model, False)
+    return model
+
+
+def _set_repeat_shortcut(model: nn.Module, on: bool) -> None:
+    """Switch `ConvBN.repeat_shortcut` of every ConvBN in the model."""
     for module in model.modules():
         if isinstance(module, ConvBN):
-            module.repeat_shortcut = False
-    return model
+            module.repeat_shortcut = on
