@@ -14,6 +14,7 @@ decides with `widgets_live()`; pass `static=True`/`False`, or set ASC_WIDGETS=st
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import os
@@ -31,6 +32,7 @@ from matplotlib.figure import Figure
 
 from asc_utils.audio import SAMPLE_RATE
 from asc_utils.labels import CLASSES, DEVICE_GROUPS, DEVICES
+from asc_utils.plots import plot_confusion, plot_logmel, plot_magnitude_response, shared_color_limits
 
 WIDGETS_ENV = "ASC_WIDGETS"  # "live" or "static" overrides the detection in widgets_live()
 DPI = 90
@@ -172,36 +174,28 @@ def _dropdown(description: str, options: Sequence) -> widgets.Dropdown:
 
 def _logmel(wave: np.ndarray) -> np.ndarray:
     """Log-mel [256, 33] of one clip with the project's front end (eval mode: no masking)."""
+    with torch.no_grad():
+        return _frontend()(torch.as_tensor(wave, dtype=torch.float32).reshape(1, -1))[0, 0].numpy()
+
+
+@functools.cache
+def _frontend() -> torch.nn.Module:
+    """The front end in eval mode, built once (its mel filter bank is reused for every redraw)."""
     from asc_utils.features import FrontendConfig, LogMelFrontend
 
-    frontend = LogMelFrontend(FrontendConfig()).eval()
-    with torch.no_grad():
-        return frontend(torch.as_tensor(wave, dtype=torch.float32).reshape(1, -1))[0, 0].numpy()
-
-
-def _plot_logmel(ax, mel: np.ndarray, title: str) -> None:
-    from asc_utils.features import FrontendConfig
-
-    seconds = mel.shape[1] * FrontendConfig().hop_length / SAMPLE_RATE
-    image = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, mel.shape[0]))
-    ax.figure.colorbar(image, ax=ax, label="log mel energy")
-    ax.set(xlabel="time (s)", ylabel="mel band", title=title)
-    ax.grid(False)
+    return LogMelFrontend(FrontendConfig()).eval()
 
 
 def clip_frame(path: str | Path, title: str) -> Frame:
     """Waveform and log-mel of one clip, and the clip to listen to."""
-    import seaborn as sns
-
     from asc_utils.data import load_clip
 
-    sns.set_theme()
     wave = load_clip(path)
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax_wave, ax_mel = fig.subplots(1, 2)
     ax_wave.plot(np.arange(wave.size) / SAMPLE_RATE, wave, lw=0.4)
     ax_wave.set(xlabel="time (s)", ylabel="amplitude (full scale)", title="waveform")
-    _plot_logmel(ax_mel, _logmel(wave), "log-mel spectrogram (256 bands)")
+    plot_logmel(ax_mel, _logmel(wave), "log-mel spectrogram (256 bands)")
     fig.suptitle(title)
     return Frame(title, figure_png(fig), {"clip": wav_bytes(wave)})
 
@@ -244,18 +238,10 @@ def clip_explorer(data_dir: str | Path | None = None, meta: pd.DataFrame | None 
 
 # ------------------------------------------------------------------------------------------------------------ DIRs (02)
 
-def _magnitude_db(ir: np.ndarray, n_fft: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    spectrum = np.abs(np.fft.rfft(ir, n_fft))
-    return np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE), 20 * np.log10(spectrum / spectrum.max() + 1e-9)
-
-
 def dir_frame(name: str, ir: torch.Tensor, clip: np.ndarray) -> Frame:
     """One DIR (time and magnitude response) and a clip before/after convolution with it, as DIRAugment does it."""
-    import seaborn as sns
-
     from asc_utils.augment import DIRAugment
 
-    sns.set_theme()
     before = torch.as_tensor(clip, dtype=torch.float32).reshape(1, 1, -1)
     after = DIRAugment([ir], p=1.0).train()(before, ["a"])[0, 0].numpy()
     ir = np.asarray(torch.as_tensor(ir, dtype=torch.float32).reshape(-1))
@@ -263,11 +249,11 @@ def dir_frame(name: str, ir: torch.Tensor, clip: np.ndarray) -> Frame:
     (ax_ir, ax_mag), (ax_before, ax_after) = fig.subplots(2, 2)
     ax_ir.plot(1000 * np.arange(ir.size) / SAMPLE_RATE, ir, lw=0.7)
     ax_ir.set(xlabel="time (ms)", ylabel="amplitude", title=f"impulse response {name}", xlim=(0, min(20, 1000 * ir.size / SAMPLE_RATE)))
-    freqs, mag = _magnitude_db(ir)
-    ax_mag.semilogx(freqs[1:], mag[1:])
-    ax_mag.set(xlabel="frequency (Hz)", ylabel="magnitude (dB re. peak)", title="magnitude response", xlim=(20, SAMPLE_RATE / 2), ylim=(-60, 3))
-    _plot_logmel(ax_before, _logmel(before[0, 0].numpy()), "log-mel: device-a clip")
-    _plot_logmel(ax_after, _logmel(after), f"log-mel: after convolution with {name}")
+    plot_magnitude_response(ax_mag, ir, "magnitude response", sample_rate=SAMPLE_RATE, reference="peak", ylim=(-60, 3))
+    mel_before, mel_after = _logmel(before[0, 0].numpy()), _logmel(after)
+    vmin, vmax = shared_color_limits(mel_before, mel_after)  # one colour scale, so the colouring by the DIR shows
+    plot_logmel(ax_before, mel_before, "log-mel: device-a clip", vmin=vmin, vmax=vmax)
+    plot_logmel(ax_after, mel_after, f"log-mel: after convolution with {name}", vmin=vmin, vmax=vmax)
     return Frame(f"DIR {name}: {ir.size} taps ({1000 * ir.size / SAMPLE_RATE:.1f} ms)", figure_png(fig),
                  {"before": wav_bytes(before), "after": wav_bytes(after)})
 
@@ -302,8 +288,6 @@ def _accuracy(counts: pd.DataFrame) -> float:
 
 def confusion_frame(runs: Mapping[str, Mapping[str, pd.DataFrame]], device: str, annotate: str = "counts") -> Frame:
     """The confusion matrix of one device for each run, side by side (row-normalised colours, counts or % written in)."""
-    from asc_utils.plots import plot_confusion
-
     group = next((g for g, members in DEVICE_GROUPS.items() if device in members), "all devices" if device == "all" else "other")
     names = [name for name, confusions in runs.items() if device in confusions]
     fig = Figure(figsize=(7.4 * len(names), 6.6), layout="constrained")

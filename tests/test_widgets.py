@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import types
 from pathlib import Path
@@ -144,3 +145,84 @@ def test_dir_explorer_plays_the_convolved_clip(tiny_data: Path) -> None:
     assert W.dir_explorer(torch.from_numpy(clip), dirs, static=True).frame.caption.startswith("DIR generated_00")
     with pytest.raises(ValueError, match="at least one impulse response"):
         W.dir_explorer(clip, {}, static=False)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures the frames render (figure_png is wrapped to keep each figure)."""
+    figures = []
+    original = W.figure_png
+
+    def keep(fig, dpi: int = W.DPI) -> bytes:
+        figures.append(fig)
+        return original(fig, dpi)
+
+    monkeypatch.setattr(W, "figure_png", keep)
+    return figures
+
+
+def _noise_clip(tmp_path: Path) -> Path:
+    path = tmp_path / "airport-lisbon-1-1-0-a.wav"
+    sf.write(path, 0.1 * np.random.default_rng(0).standard_normal(44_100), 44_100, subtype="PCM_16")
+    return path
+
+
+def test_clip_frame_draws_a_labelled_logmel_with_a_colour_bar(drawn: list, tmp_path: Path) -> None:
+    W.clip_frame(_noise_clip(tmp_path), "noise")
+    (fig,) = drawn
+    wave_ax, mel_ax = fig.axes[:2]
+    assert len(mel_ax.images) == 1 and mel_ax.images[0].get_array().shape == (256, 33)
+    assert (mel_ax.get_xlabel(), mel_ax.get_ylabel()) == ("time (s)", "mel band") and wave_ax.get_xlabel() == "time (s)"
+    assert [ax.get_ylabel() for ax in fig.axes[2:]] == ["log mel power"]
+
+
+def test_dir_frame_compares_before_and_after_on_one_colour_scale(drawn: list) -> None:
+    clip = 0.1 * np.random.default_rng(1).standard_normal(44_100).astype(np.float32)
+    averager = torch.tensor([0.5, 0.5])  # a low-pass: the top mel bands of the "after" image get darker
+    frame = W.dir_frame("averager", averager, clip)
+    assert frame.caption.startswith("DIR averager: 2 taps")
+    (fig,) = drawn
+    _, mag_ax, before_ax, after_ax = fig.axes[:4]
+    assert mag_ax.get_xscale() == "log" and mag_ax.get_ylabel() == "magnitude (dB re. peak)" and mag_ax.get_ylim() == (-60, 3)
+    line = mag_ax.get_lines()[0]
+    cos = np.abs(np.cos(np.pi * line.get_xdata() / 44_100))
+    np.testing.assert_allclose(line.get_ydata()[:-1], 20 * np.log10(cos[:-1]), atol=1e-9)  # peak 1 at 0 Hz: re. peak = re. unit
+    before, after = before_ax.images[0], after_ax.images[0]
+    assert before.get_clim() == after.get_clim()
+    assert before.get_clim() == pytest.approx(W.shared_color_limits(before.get_array(), after.get_array()))
+    change = after.get_array().mean(axis=1) - before.get_array().mean(axis=1)  # per mel band, natural log of power
+    assert abs(change[:40]).max() < 0.1 and change[-40:].mean() < -1.5  # low bands kept, the top ones cut (about -2.5)
+    assert all((ax.get_xlabel(), ax.get_ylabel()) == ("time (s)", "mel band") for ax in (before_ax, after_ax))
+
+
+def test_no_frame_or_explorer_changes_global_matplotlib_state(tiny_data: Path, confusions, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib
+    import seaborn as sns
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a widget changed the global matplotlib style; the notebooks set it once")
+
+    for name in ("set_theme", "set", "set_style", "set_context", "set_palette", "reset_defaults", "reset_orig"):
+        monkeypatch.setattr(sns, name, refuse)
+    monkeypatch.setattr(matplotlib.style, "use", refuse)
+    clip = load_clip(_noise_clip(tmp_path))
+    dirs = {"averager": torch.tensor([0.5, 0.5]), "impulse": torch.tensor([1.0])}
+    calls = {
+        "clip_frame": lambda: W.clip_frame(_noise_clip(tmp_path), "noise"),
+        "clip_explorer": lambda: W.clip_explorer(tiny_data, static=False).controls["device"].set_trait("value", "s4"),
+        "dir_frame": lambda: W.dir_frame("averager", dirs["averager"], clip),
+        "dir_explorer": lambda: W.dir_explorer(clip, dirs, static=False).controls["dir"].set_trait("value", "impulse"),
+        "confusion_frame": lambda: W.confusion_frame({"run": confusions}, "b"),
+        "confusion_explorer": lambda: W.confusion_explorer(confusions, static=True),
+        "compare_confusion_explorer": lambda: W.compare_confusion_explorer({"x": confusions, "y": confusions}, static=False),
+    }
+    drawing = {name for name, f in inspect.getmembers(W, inspect.isfunction)
+               if f.__module__ == W.__name__ and name.endswith(("_frame", "_explorer"))}
+    assert drawing == set(calls), "call every frame and explorer of widgets.py here"
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()  # a style set earlier in the session would hide one set by the widgets
+        before = {key: matplotlib.rcParams[key] for key in matplotlib.rcParams}
+        for name, call in calls.items():
+            call()
+            assert {key: matplotlib.rcParams[key] for key in matplotlib.rcParams} == before, f"widgets.{name} changed rcParams"
