@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 # The embedded data set is regenerated when the generator's version changes (results in the docs are for that version).
-GENERATOR_VERSION := $(shell sed -n 's/^GENERATOR_VERSION = "\(.*\)"/\1/p' asc_utils/data/synthetic.py)
+GENERATOR_VERSION := $(shell sed -n 's/^GENERATOR_VERSION = "\(.*\)"/\1/p' asc_utils/synth/writer.py)
 DATA_STAMP := $(DATA)/.generator-$(GENERATOR_VERSION)
 
 $(DATA_STAMP): | $(STAMP)

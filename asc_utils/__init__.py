@@ -1,7 +1,6 @@
-"""asc_utils: helpers for the low-complexity acoustic scene classification tutorial (SNTL-NTU, DCASE2025 Task 1)."""
+"""asc_utils: helpers for the low-complexity acoustic scene classification tutorial (SNTL-NTU, DCASE2025 Task 1).
 
-from asc_utils.cpu import tune_allocator
+Importing the package loads nothing else and changes no process setting; import the modules you need.
+"""
 
 __version__ = "0.1.0"
-
-tune_allocator()  # freed tensor memory is reused instead of page-faulted in again (see asc_utils.cpu)

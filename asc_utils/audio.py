@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
 
-SAMPLE_RATE = 44_100
-CLIP_SAMPLES = 44_100
+from asc_utils.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so numpy-only users (the data generator) do not load it
+    import torch
+
+SAMPLE_RATE = 44_100  # Hz: TAU22, the embedded data set, the front end and the impulse responses all use this rate
+CLIP_SAMPLES = SAMPLE_RATE  # one clip is 1 s
 
 
-class AudioReadError(RuntimeError):
+class AudioReadError(UserError, RuntimeError):
     """A wav file could not be decoded."""
 
 
@@ -47,18 +52,20 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> tor
 
 def fix_length(wave: torch.Tensor, n: int = CLIP_SAMPLES) -> torch.Tensor:
     """Crop or zero-pad the last dimension of a waveform to exactly n samples."""
+    import torch.nn.functional as F
+
     length = wave.shape[-1]
     if length > n:
         return wave[..., :n]
     if length < n:
-        return torch.nn.functional.pad(wave, (0, n - length))
+        return F.pad(wave, (0, n - length))
     return wave
 
 
 def write_wav(path: str | os.PathLike, wave: np.ndarray | torch.Tensor, sr: int = SAMPLE_RATE, subtype: str = "PCM_24") -> None:
     """Write a mono [samples] or [1, samples] float waveform atomically (temporary file, then rename)."""
     path = Path(path)
-    if isinstance(wave, torch.Tensor):
+    if hasattr(wave, "detach"):  # a torch tensor (without importing torch for numpy input)
         wave = wave.detach().cpu().numpy()
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     path.parent.mkdir(parents=True, exist_ok=True)

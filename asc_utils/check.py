@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import tempfile
 from importlib import metadata
@@ -48,15 +47,15 @@ def check_audio() -> bool:
     """Write and read back a 24-bit wav with soundfile."""
     import numpy as np
 
-    from asc_utils.audio import read_wav, write_wav
+    from asc_utils.audio import SAMPLE_RATE, read_wav, write_wav
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            wave = (0.5 * np.sin(np.linspace(0, 2 * np.pi * 440, 44_100))).astype(np.float32)
+            wave = (0.5 * np.sin(np.linspace(0, 2 * np.pi * 440, SAMPLE_RATE))).astype(np.float32)
             write_wav(Path(tmp) / "probe.wav", wave)
             back, sr = read_wav(Path(tmp) / "probe.wav")
         err = float(np.abs(back[0] - wave).max())
-        return _line(sr == 44_100 and err < 1e-5, "audio back end", f"soundfile wrote and read a 24-bit wav (max error {err:.1e})")
+        return _line(sr == SAMPLE_RATE and err < 1e-5, "audio back end", f"soundfile wrote and read a 24-bit wav (max error {err:.1e})")
     except Exception as exc:
         return _line(False, "audio back end", f"{exc} -> install libsndfile (pip install soundfile ships it)")
 
@@ -71,27 +70,25 @@ def check_accelerator() -> bool:
 
 
 def check_data_dir(data_dir: str | Path | None = None) -> bool:
-    """Check that the data folder exists and has meta.csv and split_setup/."""
+    """Print the data line: `asc_utils.data.check.check_data_dir` (what `asc data check` runs) in one line; True if ok."""
+    from asc_utils.data.check import check_data_dir as check_folder
+
     path = Path(data_dir) if data_dir else default_data_dir()
-    if not path.is_dir():
-        return _line(False, "data directory", f"{path} does not exist -> run `make data` for the embedded set, or set ASC_DATA_DIR to your TAU22 folder")
-    missing = [name for name in ("meta.csv", "audio", "split_setup") if not (path / name).exists()]
-    if missing:
-        return _line(False, "data directory", f"{path} lacks {', '.join(missing)} -> run `asc data check --data-dir {path}` for details")
-    return _line(True, "data directory", f"{path} (meta.csv, audio/, split_setup/ present)")
+    result = check_folder(path)
+    kind = "embedded (synthetic) data set" if result.embedded else "TAU22 layout"
+    if not result.exists:
+        return _line(False, "data directory", f"{path} does not exist (or is not a folder) -> run `make data` for the embedded set, or set "
+                     "ASC_DATA_DIR to your TAU22 folder")
+    if not result.ok:
+        return _line(False, "data directory", f"{path} ({kind}): {len(result.problems)} problem(s), the first: "
+                     f"{result.problems[0]} -> run `asc data check --data-dir {path}` for all of them")
+    return _line(True, "data directory", f"{path} ({kind}; `asc data check` finds no problem)")
 
 
 def run_checks(data_dir: str | Path | None = None) -> bool:
     """Run every check; True when all passed."""
     results = [check_packages(), check_audio(), check_accelerator(), check_data_dir(data_dir)]
     return all(results)
-
-
-def cli_check(args: argparse.Namespace) -> int:
-    """`asc check`: print the checks, exit 1 if any failed."""
-    ok = run_checks(args.data_dir)
-    print("All checks passed." if ok else "Some checks failed: see the [FAIL] lines above.")
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

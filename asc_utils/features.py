@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torchaudio
 from torch import nn
 
 from asc_utils.augment import FrequencyMask
@@ -30,24 +31,12 @@ class FrontendConfig:
 
 
 class LogMelFrontend(nn.Module):
-    """Waveform [B, N] or [B, 1, N] -> log-mel [B, 1, n_mels, frames]; frequency masking only in train() mode.
+    """Waveform [B, N] or [B, 1, N] -> log-mel [B, 1, n_mels, frames]; frequency masking only in train() mode."""
 
-    `fast=False` computes every mel spectrogram with torchaudio (the reference; the default uses the fast CPU path).
-    """
-
-    def __init__(self, config: FrontendConfig | None = None, fast: bool = True) -> None:
+    def __init__(self, config: FrontendConfig | None = None) -> None:
         super().__init__()
-        import torchaudio
-
-        from asc_utils.fast_frontend import FastMelSpectrogram
-
         self.config = config or FrontendConfig()
         c = self.config
-        # fast=True: CPU inputs go through FastMelSpectrogram (the same numbers as torchaudio within float rounding, several
-        # times faster: benchmarks/RESULTS.md); GPU inputs, inputs that need a gradient, and all inputs with fast=False go
-        # through torchaudio's MelSpectrogram.
-        self.fast = fast
-        self.fast_mel = FastMelSpectrogram(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.f_min, c.f_max)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=c.sample_rate,
             n_fft=c.n_fft,
@@ -60,16 +49,19 @@ class LogMelFrontend(nn.Module):
         # same rule as torchaudio's FrequencyMasking(iid_masks=True); also accepts a torch.Generator when called directly
         self.freq_mask = FrequencyMask(c.freq_mask) if c.freq_mask else None
 
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power spectrogram [B, n_mels, frames] of float32 waveforms [B, N] (power 2, before the log)."""
+        return self.mel(wave)
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform [B, N] or [B, 1, N] -> log-mel [B, 1, n_mels, frames]."""
         if wave.dim() == 3:
             if wave.shape[1] != 1:
                 raise ValueError(f"LogMelFrontend expects mono audio [B, 1, N]; got shape {tuple(wave.shape)}.")
             wave = wave[:, 0]
         if wave.dim() != 2:
             raise ValueError(f"LogMelFrontend expects a waveform [B, N] or [B, 1, N]; got shape {tuple(wave.shape)}.")
-        use_fast = self.fast and wave.device.type == "cpu" and not wave.requires_grad  # the fast path is not differentiable
-        mel_fn = self.fast_mel if use_fast else self.mel
-        mel = mel_fn(wave.float()).unsqueeze(1)  # [B, 1, n_mels, frames]
+        mel = self.mel_power(wave.float()).unsqueeze(1)  # [B, 1, n_mels, frames]
         if self.training and self.freq_mask is not None:
             mel = self.freq_mask(mel)
         return torch.log(mel + self.config.log_offset)

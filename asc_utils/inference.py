@@ -3,7 +3,7 @@
 Submissions to DCASE2025 Task 1 were installable packages with these four functions; this module offers the same API for
 every kind of model file of this project. As in the challenge, the networks are stored in half precision (`model.half()`)
 and the log-mel front end computes in fp32. On a GPU the networks also compute in fp16. On the CPU, PyTorch's fp16
-convolutions work but are 1.5-2x slower than fp32 ones (measured on a 2-core CPU), so there the fp16 weights are computed
+convolutions work but are slower than fp32 ones (benchmarks/RESULTS.md), so there the fp16 weights are computed
 in fp32 arithmetic: the same rounded weights, logits within about 0.01 of fp16 arithmetic.
 
 `model_file_path` may be:
@@ -15,7 +15,7 @@ in fp32 arithmetic: the same rounded weights, logits within about 0.01 of fp16 a
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,24 +25,36 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from asc_utils import runs, speed
 from asc_utils.audio import fix_length, read_wav, resample, to_mono
-from asc_utils.fast_inference import fast_inference_model
+from asc_utils.errors import UserError
 from asc_utils.features import FrontendConfig, LogMelFrontend
 from asc_utils.labels import CLASSES
+from asc_utils.models import MODEL_NAMES, build_model
 from asc_utils.multidevice import FILE_FORMAT, MultiDeviceModel, from_content, is_multidevice_content
+from asc_utils.pretrained import check_state_dict, load_published, map_published_keys
+from asc_utils.recipe import TrainConfig
 
-MULTIDEVICE_FILE = "multidevice.pt"  # the one-file model of a stage-2 run folder
 
-
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model path that is neither a run folder nor a weight file this project can read."""
+
+
+class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
+    """A model path that does not exist."""
+
+
+class InputListError(UserError, ValueError):
+    """File paths and device ids that do not fit together (different lengths, missing files)."""
+
+
+class AudioFilesMissingError(InputListError, FileNotFoundError):
+    """Audio files named in the input list that do not exist."""
 
 
 def load_model(model_file_path: str | os.PathLike | None = None) -> MultiDeviceModel:
     """Load any supported model file or run folder as a MultiDeviceModel in eval mode with fp16 weights (`.half()`)."""
     if model_file_path is None:
-        from asc_utils.pretrained import load_published
-
         model = MultiDeviceModel(load_published("task1_2"), model_name="sntl_task1_2", frontend_config=FrontendConfig())
     else:
         model = _load_path(Path(model_file_path))
@@ -51,19 +63,19 @@ def load_model(model_file_path: str | os.PathLike | None = None) -> MultiDeviceM
 
 def _load_path(path: Path) -> MultiDeviceModel:
     if path.is_dir():
-        for name in (MULTIDEVICE_FILE, "model.pt"):
+        for name in (runs.MULTIDEVICE, runs.MODEL):
             if (path / name).is_file():
                 return _load_path(path / name)
         if _run_info(path).get("kind") == "devices":
-            raise ModelFileError(f"The device fine-tuning in '{path}' has not finished (no {MULTIDEVICE_FILE}); continue it with "
+            raise ModelFileError(f"The device fine-tuning in '{path}' has not finished (no {runs.MULTIDEVICE}); continue it with "
                                  f"`asc train devices --base <its base run> --out {path} --resume`.")
-        if (path / "checkpoint.pt").is_file():
+        if (path / runs.CHECKPOINT).is_file():
             raise ModelFileError(f"The run in '{path}' has not finished (checkpoint.pt but no model.pt). Finish it with --resume, "
                                  f"or pass '{path / 'checkpoint.pt'}' explicitly to use its last finished epoch.")
-        raise ModelFileError(f"'{path}' is a folder without {MULTIDEVICE_FILE} or model.pt. Expected a run folder of "
+        raise ModelFileError(f"'{path}' is a folder without {runs.MULTIDEVICE} or model.pt. Expected a run folder of "
                              "`asc train base` / `asc train devices`, or the path of a weight file.")
     if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: '{path}'. Pass a run folder, a .pt weight file, or None for the "
+        raise ModelFileNotFoundError(f"Model file not found: '{path}'. Pass a run folder, a .pt weight file, or None for the "
                                 "published task1_2 weights.")
     content = _read_torch_file(path)
     if is_multidevice_content(content):
@@ -72,7 +84,7 @@ def _load_path(path: Path) -> MultiDeviceModel:
         return _from_checkpoint(content, path)
     if isinstance(content, Mapping) and content and all(isinstance(v, torch.Tensor) for v in content.values()):
         return _from_state_dict(content, path)
-    raise ModelFileError(f"'{path}' is not a model file this project can read. Expected a {MULTIDEVICE_FILE} "
+    raise ModelFileError(f"'{path}' is not a model file this project can read. Expected a {runs.MULTIDEVICE} "
                          f"(format '{FILE_FORMAT}'), a training checkpoint.pt, a model.pt state dict, or a published SNTL state dict.")
 
 
@@ -90,14 +102,10 @@ def _read_torch_file(path: Path) -> object:
 
 def _run_info(folder: Path) -> dict:
     """The config.json of the run a weight file belongs to (empty when there is none, e.g. a downloaded file)."""
-    path = folder / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return runs.read_config(folder) if (folder / runs.CONFIG).is_file() else {}
 
 
 def _from_checkpoint(content: Mapping, path: Path) -> MultiDeviceModel:
-    from asc_utils.models import build_model
-    from asc_utils.train import TrainConfig
-
     config = TrainConfig.from_dict(content["config"])
     model = build_model(config.model)
     model.load_state_dict(content["model"])
@@ -107,9 +115,6 @@ def _from_checkpoint(content: Mapping, path: Path) -> MultiDeviceModel:
 
 def _from_state_dict(state: Mapping[str, torch.Tensor], path: Path) -> MultiDeviceModel:
     """A plain state dict: ours (model.pt, names from config.json) or published (names mapped); the architecture is detected."""
-    from asc_utils.models import MODEL_NAMES, build_model
-    from asc_utils.pretrained import check_state_dict, map_published_keys
-
     info = _run_info(path.parent)
     named = info.get("train", {}).get("model")
     mapped = map_published_keys(state)
@@ -137,13 +142,13 @@ def _check_lists(file_paths: Sequence[str | os.PathLike], device_ids: Sequence[s
         raise TypeError("file_paths and device_ids must be lists (one entry per clip), not a single string.")
     paths, ids = [Path(p) for p in file_paths], list(device_ids)
     if len(paths) != len(ids):
-        raise ValueError(f"Got {len(paths)} file paths but {len(ids)} device ids: give exactly one device id per file.")
+        raise InputListError(f"Got {len(paths)} file paths but {len(ids)} device ids: give exactly one device id per file.")
     bad = [d for d in ids if not isinstance(d, str)]
     if bad:
         raise TypeError(f"Device ids must be strings such as 'a' or 's4'; found {bad[:3]!r}.")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} audio files do not exist, e.g. {missing[:3]}. "
+        raise AudioFilesMissingError(f"{len(missing)} of {len(paths)} audio files do not exist, e.g. {missing[:3]}. "
                                 "Check the paths (relative paths are taken from the current folder).")
     return paths, ids
 
@@ -164,18 +169,33 @@ def _target_device(use_cuda: bool) -> torch.device:
     return torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
 
 
+def _cpu_network(model: MultiDeviceModel, fast: bool) -> nn.Module:
+    """The network that computes on the CPU: the fp16-rounded weights in fp32 arithmetic (see the module docstring)."""
+    if fast:
+        return speed.for_inference(model)
+    return model.eval() if next(model.parameters()).dtype == torch.float32 else copy.deepcopy(model).float().eval()
+
+
+def _frontend(model: MultiDeviceModel, device: torch.device, fast: bool) -> LogMelFrontend:
+    frontend = LogMelFrontend(model.frontend_config)
+    return (speed.fast_frontend(frontend) if fast else frontend).eval().to(device)
+
+
 @torch.no_grad()
 def predict_waveforms(model: MultiDeviceModel, waves: torch.Tensor | np.ndarray, device_ids: Sequence[str],
-                      use_cuda: bool = True, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
-    """Logits [N, classes] (fp32, CPU) for waveforms [N, samples]: fp32 front end, then each device's network (fp16 on CUDA)."""
+                      use_cuda: bool = True, batch_size: int = 256, progress: bool = False, fast: bool = True) -> torch.Tensor:
+    """Logits [N, classes] (fp32, CPU) for waveforms [N, samples]: fp32 front end, then each device's network (fp16 on CUDA).
+
+    `fast=False` computes with the readable front end and network instead of the speed layer (same logits up to rounding).
+    """
     if len(waves) != len(device_ids):
-        raise ValueError(f"Got {len(waves)} waveforms but {len(device_ids)} device ids: give one device id per waveform.")
+        raise InputListError(f"Got {len(waves)} waveforms but {len(device_ids)} device ids: give one device id per waveform.")
     device = _target_device(use_cuda)
-    net = model.eval().to(device)
-    frontend = LogMelFrontend(model.frontend_config).eval().to(device)
-    dtype = next(model.parameters()).dtype
-    if device.type == "cpu":  # fp16-rounded weights in fp32 arithmetic (module docstring), BatchNorm folded: asc_utils.fast_inference
-        net, dtype = fast_inference_model(model), torch.float32
+    frontend = _frontend(model, device, fast)
+    if device.type == "cpu":
+        net, dtype = _cpu_network(model, fast), torch.float32
+    else:
+        net, dtype = model.eval().to(device), next(model.parameters()).dtype
     outputs = []
     for start in tqdm(range(0, len(waves), batch_size), desc="predict", disable=not progress, leave=False):
         batch = torch.as_tensor(np.asarray(waves[start : start + batch_size], dtype=np.float32)).to(device)
@@ -185,23 +205,26 @@ def predict_waveforms(model: MultiDeviceModel, waves: torch.Tensor | np.ndarray,
 
 
 def predict_files(model: MultiDeviceModel, file_paths: Sequence[str | os.PathLike], device_ids: Sequence[str], use_cuda: bool = True,
-                  batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+                  batch_size: int = 256, progress: bool = True, fast: bool = True) -> torch.Tensor:
     """Logits [N, classes] (fp32, CPU) of a loaded model for audio files, read batch by batch (never all at once)."""
     paths, ids = _check_lists(file_paths, device_ids)
     if _target_device(use_cuda).type == "cpu":
-        model = fast_inference_model(model)  # once here, not once per batch in predict_waveforms
+        model = _cpu_network(model, fast)  # once here, not once per batch in predict_waveforms
     outputs = [torch.empty(0, len(CLASSES))]
     for start in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
         chunk_paths, chunk_ids = paths[start : start + batch_size], ids[start : start + batch_size]
         waves = torch.stack(load_inputs(chunk_paths, chunk_ids, model))
-        outputs.append(predict_waveforms(model, waves, chunk_ids, use_cuda=use_cuda, batch_size=batch_size))
+        outputs.append(predict_waveforms(model, waves, chunk_ids, use_cuda=use_cuda, batch_size=batch_size, fast=fast))
     return torch.cat(outputs)
 
 
 def predict(file_paths: Sequence[str | os.PathLike], device_ids: Sequence[str], model_file_path: str | os.PathLike | None = None,
-            use_cuda: bool = True, batch_size: int = 256, progress: bool = True) -> tuple[list[torch.Tensor], list[str]]:
-    """Logits (one [10] tensor per file, fp16 networks as in the challenge) and the class order (the DCASE2025 API)."""
+            use_cuda: bool = True, batch_size: int = 256, progress: bool = True, fast: bool = True) -> tuple[list[torch.Tensor], list[str]]:
+    """Logits (one [10] tensor per file, fp16 networks as in the challenge) and the class order (the DCASE2025 API).
+
+    `fast=False` runs the readable front end and network instead of the speed layer (the same logits up to rounding).
+    """
     _check_lists(file_paths, device_ids)  # fail on bad input before loading (or downloading) a model
     model = load_model(model_file_path)
-    logits = predict_files(model, file_paths, device_ids, use_cuda=use_cuda, batch_size=batch_size, progress=progress)
+    logits = predict_files(model, file_paths, device_ids, use_cuda=use_cuda, batch_size=batch_size, progress=progress, fast=fast)
     return list(logits.unbind(0)), list(CLASSES)

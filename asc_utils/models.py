@@ -23,26 +23,6 @@ MODEL_INPUT_SIZES: dict[str, tuple[int, int, int, int]] = {
 }
 
 
-class _RepeatChannelsLast(torch.autograd.Function):
-    """Channels-last [B, C, F, T] -> [B, C * m, F, T], channels c0, c0, c1, c1, ...; the backward adds the copies back up."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, times: int) -> torch.Tensor:
-        b, c, f, t = x.shape
-        ctx.times = times
-        nhwc = x.permute(0, 2, 3, 1)  # a view: [B, F, T, C], contiguous
-        return nhwc.unsqueeze(-1).expand(b, f, t, c, times).reshape(b, f, t, c * times).permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        b, cm, f, t = grad.shape
-        copies = grad.permute(0, 2, 3, 1).reshape(b, f, t, cm // ctx.times, ctx.times)
-        total = copies[..., 0].clone()  # an add of strided views is several times faster than sum(dim=-1) over 2-4 values
-        for k in range(1, ctx.times):
-            total += copies[..., k]
-        return total.permute(0, 3, 1, 2), None
-
-
 class ConvBN(nn.Sequential):
     """A convolution without bias followed by its own BatchNorm2d (no activation: the caller adds SiLU where it belongs)."""
 
@@ -51,20 +31,10 @@ class ConvBN(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
-        # set by asc_utils.fast_training.to_training_layout: see forward()
-        self.repeat_shortcut = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """conv then BatchNorm. With `repeat_shortcut` on the CPU, a conv with one input channel per group and several outputs
-        (steps 3 and 7) runs as a channels-last depthwise conv over the repeated input channels: the same sums, faster."""
-        conv = self.conv
-        repeat = conv.out_channels // conv.in_channels
-        if (self.repeat_shortcut and x.device.type == "cpu" and conv.groups == conv.in_channels > 1 and repeat > 1):
-            x = _RepeatChannelsLast.apply(x.contiguous(memory_format=torch.channels_last), repeat)
-            x = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.out_channels)
-        else:
-            x = conv(x)
-        return self.bn(x)
+        """conv, then BatchNorm."""
+        return self.bn(self.conv(x))
 
 
 class SqueezeExcitation(nn.Module):
@@ -77,7 +47,7 @@ class SqueezeExcitation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, F, T] -> the same shape, each channel scaled by its gate."""
-        weights = x.sum(dim=(2, 3)) * (1.0 / (x.shape[2] * x.shape[3]))  # the mean [B, C]; its backward is a view, not a copy
+        weights = x.mean(dim=(2, 3))  # [B, C]
         weights = torch.sigmoid(self.excite(F.relu(self.squeeze(weights))))
         return x * weights[:, :, None, None]
 

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from asc_utils.download import DownloadError, download
+from asc_utils.errors import UserError
 from asc_utils.models import build_model
 from asc_utils.paths import cache_dir
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserError, ValueError):
     """A state dict does not fit the network: unknown, missing or mis-shaped keys."""
 
 

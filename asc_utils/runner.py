@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from asc_utils.errors import UserError
 from asc_utils.paths import repo_root
 
 
@@ -66,14 +67,17 @@ def _write_html(executed: Path) -> None:
     executed.with_suffix(".html").write_text(body, encoding="utf-8")
 
 
-def run_all(out_dir: str | Path, parameters: dict | None = None, only: list[str] | None = None, html: bool = True) -> list[NotebookResult]:
-    """Execute every numbered notebook in order; print a progress line for each."""
+def run_all(out_dir: str | Path, parameters: dict | None = None, only: list[str] | None = None, html: bool = True,
+            report: Callable[[str], None] | None = None) -> list[NotebookResult]:
+    """Execute every numbered notebook in order; `report(line)` (e.g. print) gets a progress line before and after each."""
     results = []
     paths = [p for p in notebook_paths() if not only or any(s in p.name for s in only)]
     for i, path in enumerate(paths, 1):
-        print(f"[{i}/{len(paths)}] {path.name} ...", flush=True)
+        if report:
+            report(f"[{i}/{len(paths)}] {path.name} ...")
         result = run_notebook(path, out_dir, parameters, html=html)
-        print(f"    {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s" + (f" - {result.error}" if result.error else ""), flush=True)
+        if report:
+            report(f"    {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s" + (f" - {result.error}" if result.error else ""))
         results.append(result)
     return results
 
@@ -93,29 +97,10 @@ def parse_params(items: list[str]) -> dict:
     params = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"error: notebook parameter '{item}' must look like NAME=VALUE, e.g. EPOCHS=3")
+            raise UserError(f"notebook parameter '{item}' must look like NAME=VALUE, e.g. EPOCHS=3")
         name, value = item.split("=", 1)
         try:
             params[name.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             params[name.strip()] = value
     return params
-
-
-def cli_tutorial(args: argparse.Namespace) -> int:
-    """`asc tutorial`: run the notebooks and print the summary; exit 1 if any failed."""
-    params = parse_params(args.param)
-    if args.smoke:
-        params["SMOKE"] = True
-    if args.data_dir:
-        params["DATA_DIR"] = str(Path(args.data_dir).resolve())
-    results = run_all(args.out, params, only=args.only, html=not args.no_html)
-    if not results:
-        print("No notebooks matched.")
-        return 1
-    table = summary_table(results)
-    print("\n" + table)
-    out = Path(args.out)
-    (out / "SUMMARY.txt").write_text(table + "\n", encoding="utf-8")
-    print(f"\nExecuted notebooks and HTML copies are in {out}/")
-    return 0 if all(r.ok for r in results) else 1

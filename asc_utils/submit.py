@@ -9,32 +9,43 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from asc_utils.inference import ModelFileError, load_model, predict_files
+from asc_utils.complexity import complexity_json
+from asc_utils.data import load_split
+from asc_utils.errors import UserError
+from asc_utils.evaluate import accuracy_metrics
+from asc_utils.inference import load_model, predict_files
 from asc_utils.labels import CLASSES
+from asc_utils.models import MODEL_INPUT_SIZES
 from asc_utils.multidevice import MultiDeviceModel
 
 EVAL_SETUP = Path("evaluation_setup") / "fold1_test.csv"
+
+
+class EvalSetupError(UserError, ValueError):
+    """The evaluation folder's fold1_test.csv lacks a column."""
+
+
+class EvalSetupMissingError(EvalSetupError, FileNotFoundError):
+    """The evaluation folder has no evaluation_setup/fold1_test.csv."""
 
 
 def read_eval_setup(eval_dir: str | os.PathLike) -> pd.DataFrame:
     """The `filename`, `device_id` table of an evaluation folder, with clear errors for a missing or malformed file."""
     path = Path(eval_dir) / EVAL_SETUP
     if not path.is_file():
-        raise FileNotFoundError(f"No {EVAL_SETUP} in '{eval_dir}'. Expected an evaluation folder with that tab-separated "
+        raise EvalSetupMissingError(f"No {EVAL_SETUP} in '{eval_dir}'. Expected an evaluation folder with that tab-separated "
                                 "file (columns filename, device_id) and the audio files it lists.")
     table = pd.read_csv(path, sep="\t", dtype=str)
     missing = [c for c in ("filename", "device_id") if c not in table.columns]
     if missing:
-        raise ValueError(f"{path} lacks the column(s) {missing}; found {list(table.columns)}. "
+        raise EvalSetupError(f"{path} lacks the column(s) {missing}; found {list(table.columns)}. "
                          "Expected a tab-separated header 'filename<TAB>device_id'.")
     return table[["filename", "device_id"]]
 
@@ -50,28 +61,23 @@ def output_table(filenames: list[str], logits: torch.Tensor) -> pd.DataFrame:
 
 def write_complexity(model: MultiDeviceModel, path: str | os.PathLike) -> dict:
     """Write complexity.json for devices a, b, c, s1..s10 (each device's own network; unseen ids use the general model)."""
-    from asc_utils.complexity import complexity_json
-    from asc_utils.models import MODEL_INPUT_SIZES
-
     return complexity_json(model.get_model_for_device, MODEL_INPUT_SIZES[model.model_name], torch.float16, path=path)
 
 
 def dev_test_accuracy(model: MultiDeviceModel, data_dir: str | os.PathLike, use_cuda: bool = True, batch_size: int = 256,
-                  progress: bool = True) -> dict:
+                      progress: bool = True, fast: bool = True) -> dict:
     """Metrics of the loaded (fp16) model on the development test split, read from the audio files like the eval set."""
-    from asc_utils.data import load_split
-    from asc_utils.evaluate import accuracy_metrics
-
     data_dir = Path(data_dir)
     split = load_split(data_dir, "test")
-    logits = predict_files(model, [data_dir / f for f in split["filename"]], list(split["device"]), use_cuda, batch_size, progress)
+    logits = predict_files(model, [data_dir / f for f in split["filename"]], list(split["device"]), use_cuda, batch_size, progress,
+                           fast=fast)
     metrics = accuracy_metrics(split["label"].to_numpy(), logits.argmax(1).numpy(), split["device"].to_numpy())
     return {"split": "test", "data_dir": str(data_dir.resolve()), "clips": len(split), "precision": "fp16", **metrics}
 
 
 def make_submission(run: str | os.PathLike | None, eval_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     data_dir: str | os.PathLike | None = None, use_cuda: bool = True, batch_size: int = 256,
-                    progress: bool = True) -> dict[str, Path]:
+                    progress: bool = True, fast: bool = True) -> dict[str, Path]:
     """Write complexity.json, output.csv and (when data_dir is given) test_accuracy.json into out_dir; return their paths."""
     model = load_model(run)
     setup = read_eval_setup(eval_dir)
@@ -80,29 +86,10 @@ def make_submission(run: str | os.PathLike | None, eval_dir: str | os.PathLike, 
     paths = {"complexity": out_dir / "complexity.json", "output": out_dir / "output.csv"}
     write_complexity(model, paths["complexity"])
     logits = predict_files(model, [Path(eval_dir) / f for f in setup["filename"]], list(setup["device_id"]), use_cuda,
-                           batch_size, progress)
+                           batch_size, progress, fast=fast)
     output_table(list(setup["filename"]), logits).to_csv(paths["output"], sep="\t", index=False, float_format="%.6f")
     if data_dir is not None:
         paths["test_accuracy"] = out_dir / "test_accuracy.json"
-        result = dev_test_accuracy(model, data_dir, use_cuda, batch_size, progress)
+        result = dev_test_accuracy(model, data_dir, use_cuda, batch_size, progress, fast=fast)
         paths["test_accuracy"].write_text(json.dumps(result, indent=2))
     return paths
-
-
-def cli_submit(args: argparse.Namespace) -> int:
-    """`asc submit`: complexity.json, output.csv and test_accuracy.json for a run folder (or model file)."""
-    from asc_utils.paths import default_data_dir
-
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    try:
-        paths = make_submission(args.run, args.eval_dir, args.out, data_dir, use_cuda=args.device != "cpu", batch_size=args.batch_size)
-    except (FileNotFoundError, ValueError, ModelFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    complexity = json.loads(paths["complexity"].read_text())
-    accuracy = json.loads(paths["test_accuracy"].read_text())
-    print(f"complexity: max {complexity['max_MACs']:,} MACs, max {complexity['max_Params']:,} parameter bytes (per device model)")
-    print(f"test split ({accuracy['clips']} clips, fp16): macro accuracy {100 * accuracy['macro']:.2f} %, "
-          f"overall {100 * accuracy['overall']:.2f} %")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0

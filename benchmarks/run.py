@@ -6,12 +6,13 @@
 Reference path (the original pipeline): every clip decoded from its wav file by a `DataLoader` (num_workers=0, the published
 default), torchaudio's `MelSpectrogram`, the eager network in NCHW. Fast path (this project's defaults): the clips held in
 memory as fp16, as `load_split_arrays` caches a split (read once before timing; that one-time load is reported separately),
-the fast CPU front end (`asc_utils.fast_frontend`), for inference the folded network (`asc_utils.fast_inference`), for
+the speed layer's CPU front end (`asc_utils.speed.fast_frontend`), for inference its folded network (`asc_utils.speed.for_inference`), for
 training `asc_utils.train.Trainer`. Both paths get the same clips, batch size, threads and
 augmentations (DIR, frequency masking, Frequency-MixStyle; Adam, gradient clipping 0.5). Each measurement is repeated,
 alternating the two paths, and the best of the repeats is kept, so a machine shared with other work hurts both alike.
-Both paths share the process, hence its memory allocator: `import asc_utils` raises glibc's mmap and trim thresholds
-(`asc_utils.cpu`; ASC_DEFAULT_ALLOCATOR=1 keeps glibc's defaults for both paths, to measure what the setting is worth).
+Both paths share the process, hence its memory allocator: the benchmark raises glibc's mmap and trim thresholds at start
+(`asc_utils.speed.tune_allocator`, as the `asc` command does; ASC_DEFAULT_ALLOCATOR=1 keeps glibc's defaults for both
+paths, to measure what the setting is worth).
 Writes results.json and results.md into --out.
 """
 
@@ -35,12 +36,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from asc_utils.augment import DIRAugment, FreqMixStyle, generated_dirs
-from asc_utils.cpu import allocator_tuned
 from asc_utils.data import TAUDataset, load_clip, load_split
-from asc_utils.fast_inference import fast_inference_model
 from asc_utils.features import LogMelFrontend
 from asc_utils.models import build_model
 from asc_utils.pretrained import load_published
+from asc_utils.speed import allocator_tuned, fast_frontend, for_inference, tune_allocator
 from asc_utils.train import TrainConfig, Trainer
 
 FULL = {"infer_clips": 2048, "train_clips": 512, "infer_batch": 256, "train_batch": 64, "repeats": 2}
@@ -90,7 +90,7 @@ def machine_info(device: torch.device) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "load_average_1min": _load_average(),
-        "allocator": "glibc, thresholds raised (asc_utils.cpu)" if allocator_tuned() else "default",
+        "allocator": "glibc, thresholds raised (asc_utils.speed.allocator)" if allocator_tuned() else "default",
     }
 
 
@@ -111,7 +111,7 @@ def _loader(data_dir: Path, split: str, clips: int, batch_size: int, shuffle: bo
 def reference_inference(data_dir: Path, split: str, clips: int, batch_size: int, model: nn.Module,
                         device: torch.device) -> tuple[Timing, torch.Tensor, torch.Tensor]:
     """Wav files -> DataLoader -> torchaudio log-mel -> eager network (NCHW); returns timing, logits and the first batch."""
-    frontend = LogMelFrontend(fast=False).eval().to(device)
+    frontend = LogMelFrontend().eval().to(device)
     model = model.eval().to(device)
     logits = []
     with torch.no_grad():
@@ -126,8 +126,8 @@ def reference_inference(data_dir: Path, split: str, clips: int, batch_size: int,
 
 def fast_inference(waves: np.ndarray, batch_size: int, model: nn.Module, device: torch.device) -> tuple[Timing, torch.Tensor]:
     """Cached fp16 waveforms -> fast log-mel -> folded network; returns timing and logits."""
-    frontend = LogMelFrontend().eval().to(device)
-    net = fast_inference_model(model).to(device)
+    frontend = fast_frontend().eval().to(device)
+    net = for_inference(model).to(device)
     logits = []
     with torch.inference_mode():
         net(frontend(torch.zeros(batch_size, waves.shape[1], device=device)))  # warm-up (kernel selection), not timed
@@ -142,7 +142,7 @@ def reference_training(data_dir: Path, split: str, clips: int, batch_size: int, 
                        device: torch.device) -> Timing:
     """The original loop: DataLoader over wav files, DIR, torchaudio log-mel + masking, MixStyle, eager NCHW network, Adam."""
     config = TrainConfig(batch_size=batch_size)
-    frontend = LogMelFrontend(config.frontend_config(), fast=False).train().to(device)
+    frontend = LogMelFrontend(config.frontend_config()).train().to(device)
     dir_aug = DIRAugment(dirs, p=config.dir_p).to(device)
     mixstyle = FreqMixStyle(p=config.mixstyle_p, alpha=config.mixstyle_alpha)
     model = model.train().to(device)
@@ -239,7 +239,7 @@ def run_device(data_dir: Path, device: torch.device, sizes: dict, tasks: list[st
             timing, fast_logits = fast_inference(data.waves, batch, model, device)
             fast.append(timing)
             with torch.inference_mode():  # the fast path on the reference's own fp32 waveforms: the computation alone
-                same_input = fast_inference_model(model)(LogMelFrontend().eval().to(device)(first.to(device))).float().cpu()
+                same_input = for_inference(model)(fast_frontend().eval().to(device)(first.to(device))).float().cpu()
             agree = {"same_prediction": float((ref_logits.argmax(1) == fast_logits.argmax(1)).float().mean()),
                      "max_abs_logit_diff": float((ref_logits - fast_logits).abs().max()),
                      "max_abs_logit_diff_same_input": float((ref_logits[: len(first)] - same_input).abs().max())}
@@ -305,12 +305,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark, print the table, write results.json and results.md; returns the results."""
     args = parse_args(argv)
+    tune_allocator()
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     sizes = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in (REDUCED if args.reduced else FULL).items()}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(args.data_dir) if args.data_dir else None
         if data_dir is None and args.reduced:
-            from asc_utils.data.synthetic import synthesize
+            from asc_utils.synth import synthesize
 
             data_dir = synthesize(Path(tmp) / "tiny", preset="tiny", progress=False)
         if data_dir is None or not (data_dir / "meta.csv").exists():

@@ -29,7 +29,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny embedded data set (preset 'tiny'), generated once per test session."""
-    from asc_utils.data.synthetic import synthesize
+    from asc_utils.synth import synthesize
 
     out = tmp_path_factory.mktemp("tiny_data") / "tiny"
     synthesize(out, preset="tiny", seed=0)

@@ -12,6 +12,7 @@ import pytest
 
 from asc_utils import check, runner
 from asc_utils.cli import build_parser
+from asc_utils.errors import UserError
 
 
 def test_every_subcommand_has_help() -> None:
@@ -31,7 +32,7 @@ def test_check_reports_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_parse_params() -> None:
     assert runner.parse_params(["EPOCHS=3", "SMOKE=True", "NAME=abc"]) == {"EPOCHS": 3, "SMOKE": True, "NAME": "abc"}
-    with pytest.raises(SystemExit, match="NAME=VALUE"):
+    with pytest.raises(UserError, match="NAME=VALUE"):
         runner.parse_params(["EPOCHS"])
 
 

@@ -24,10 +24,11 @@ def test_task1_2_published_numbers(task1_2_report):
     assert task1_2_report.fits_dcase
 
 
-def test_training_layout_model_counts_the_same(task1_2_report):
-    from asc_utils.fast_training import to_training_layout
+def test_training_layout_is_undone_completely(task1_2_report):
+    from asc_utils import speed
 
-    report = complexity_report(to_training_layout(build_model("sntl_task1_2")))  # channels-last, as Trainer holds it
+    model = speed.plain_layout(speed.for_training(build_model("sntl_task1_2")))  # what fit returns after training
+    report = complexity_report(model)
     assert (report.params, report.param_bytes, report.macs) == (58_605, 117_210, 10_902_300)
     assert report.table.astype(str).equals(task1_2_report.table.astype(str))  # every layer seen, in the same order
 

@@ -1,4 +1,4 @@
-"""`asc_utils.cpu`: the glibc allocator setting applied at `import asc_utils`, and the switch that keeps glibc's defaults."""
+"""`asc_utils.speed.allocator`: the glibc allocator setting, applied by explicit call (never on import), and its off switch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-PROBE = "import asc_utils.cpu as cpu; print(cpu.allocator_tuned())"
+PROBE = "from asc_utils.speed import allocator_tuned, tune_allocator; tune_allocator(); print(allocator_tuned())"
 
 
 def _tuned_in_fresh_python(**env: str) -> str:
@@ -21,7 +21,7 @@ def _tuned_in_fresh_python(**env: str) -> str:
 
 
 @pytest.mark.skipif(not GLIBC, reason="the allocator setting exists only for glibc (Linux)")
-def test_import_raises_the_glibc_thresholds():
+def test_tune_allocator_raises_the_glibc_thresholds():
     assert _tuned_in_fresh_python() == "True"
 
 
@@ -31,7 +31,7 @@ def test_asc_default_allocator_keeps_glibc_defaults(value):
 
 
 def test_tune_allocator_is_a_no_op_when_switched_off(monkeypatch):
-    from asc_utils.cpu import tune_allocator
+    from asc_utils.speed import tune_allocator
 
     monkeypatch.setenv("ASC_DEFAULT_ALLOCATOR", "1")
     assert tune_allocator() is False

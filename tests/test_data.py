@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from asc_utils.audio import AudioReadError
-from asc_utils.data import DataError, TAUDataset, load_meta, load_split, load_split_arrays, parse_filename
+from asc_utils.data import DataError, SplitArrays, TAUDataset, load_meta, load_split, load_split_arrays, parse_filename
 from asc_utils.data import cache as cache_module
 from asc_utils.data import tau
 from asc_utils.labels import CITIES, CLASSES
@@ -186,3 +186,78 @@ def test_split_arrays_cached_and_invalidated(tiny_data, tmp_path, monkeypatch):
     smaller = load_split_arrays(copy, "split100", progress=False)
     assert len(smaller) == len(arrays) - 2
     assert len(list((copy / ".cache").glob("split100-*.npy"))) == 1  # the stale cache was replaced
+
+
+def _arrays(per_device: dict[str, int], classes: int = 10) -> SplitArrays:
+    """In-memory split arrays: per_device[d] clips of device d, labels cycling over `classes` classes, wave[i] = i."""
+    devices = [d for d, n in per_device.items() for _ in range(n)]
+    labels = np.concatenate([np.arange(n) % classes for n in per_device.values()]).astype(np.int64)
+    n = len(devices)
+    return SplitArrays(waves=np.repeat(np.arange(n, dtype=np.float32)[:, None], 4, axis=1), labels=labels, devices=devices,
+                       cities=["lyon"] * n, filenames=[f"audio/clip-{i}.wav" for i in range(n)])
+
+
+def test_subset_sizes_devices_and_class_balance():
+    arrays = _arrays({"a": 97, "b": 40, "s4": 3})
+    sub = arrays.subset(25, seed=0)
+    counts = pd.Series(sub.devices).value_counts().to_dict()
+    assert counts == {"a": 25, "b": 25, "s4": 3}, "at most 25 per device; a device with fewer clips keeps all of them"
+    for device in ("a", "b"):
+        per_class = np.bincount(sub.labels[np.asarray(sub.devices) == device], minlength=10)
+        assert per_class.max() - per_class.min() == 1 and per_class.sum() == 25, per_class  # 25 = 5 classes x 3 + 5 x 2
+    rows = [int(w[0]) for w in sub.waves]  # wave[i] = i: the rows that were kept
+    assert rows == sorted(rows) and len(set(rows)) == len(rows), "kept clips stay in split order, without repeats"
+    assert [arrays.filenames[i] for i in rows] == sub.filenames and (arrays.labels[rows] == sub.labels).all()
+    assert [arrays.devices[i] for i in rows] == sub.devices and not isinstance(sub.waves, np.memmap)
+    assert list(arrays.subset_rows(25, seed=0)) == rows
+
+
+def test_subset_a_class_that_runs_out():
+    arrays = _arrays({"a": 12}, classes=10)  # classes 0 and 1 have 2 clips, the others 1
+    per_class = np.bincount(arrays.subset(11, seed=3).labels, minlength=10)
+    assert sorted(per_class) == [1] * 9 + [2], "one round over all classes first, then the second clips"
+
+
+def test_subset_determinism_seeds_and_nesting():
+    arrays = _arrays({"a": 200, "b": 60, "c": 60})
+    first, again = arrays.subset(20, seed=1), arrays.subset(20, seed=1)
+    assert first.filenames == again.filenames and np.array_equal(first.waves, again.waves)
+    assert arrays.subset(20, seed=2).filenames != first.filenames
+    assert set(arrays.subset(10, seed=1).filenames) < set(first.filenames), "a smaller cap keeps a subset of the clips"
+    only_b = arrays.subset({"b": 20}, seed=1)
+    assert set(only_b.devices) == {"b"}, "devices a dict does not name are left out"
+    assert only_b.filenames == [f for f, d in zip(first.filenames, first.devices) if d == "b"], "a device's draw ignores the others"
+    assert pd.Series(arrays.subset({"a": 5, "c": 1000}, seed=0).devices).value_counts().to_dict() == {"a": 5, "c": 60}
+    assert arrays.subset(None) is arrays and len(arrays.subset(0, seed=0)) == 0
+    with pytest.raises(ValueError, match="count >= 0"):
+        arrays.subset(-1, seed=0)
+    with pytest.raises(ValueError, match="count >= 0"):
+        arrays.subset({"a": 2.5}, seed=0)
+
+
+def test_subset_of_a_cached_split(tiny_data):
+    test = load_split_arrays(tiny_data, "test", progress=False)
+    sub = test.subset(4, seed=0)
+    assert pd.Series(sub.devices).value_counts().to_dict() == {d: 4 for d in set(test.devices)}
+    rows = test.subset_rows(4, seed=0)
+    np.testing.assert_array_equal(sub.waves, test.waves[rows])
+
+
+def test_check_data_dir_contract_shared_by_both_checks(tiny_data, tmp_path, capsys):
+    from asc_utils import check as env_check
+    from asc_utils.data import DataCheck, check_data_dir
+
+    good = check_data_dir(tiny_data)
+    assert isinstance(good, DataCheck) and good.ok and good.exists and good.embedded and not good.problems and good.notes
+    assert env_check.check_data_dir(tiny_data)
+    assert "[OK] data directory" in capsys.readouterr().out
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_data, broken, ignore=shutil.ignore_patterns(".cache"))
+    (broken / "split_setup" / "test.csv").write_text("filename\tscene_label\n")  # present, but empty
+    bad = check_data_dir(broken)
+    assert not bad.ok and bad.exists and any("per device" in p for p in bad.problems)
+    assert not env_check.check_data_dir(broken), "both checks agree: the folder has problems"
+    out = capsys.readouterr().out
+    assert "[FAIL] data directory" in out and bad.problems[0] in out and "asc data check --data-dir" in out
+    missing = check_data_dir(tmp_path / "nowhere")
+    assert not missing.ok and not missing.exists and len(missing.problems) == 1

@@ -11,7 +11,6 @@ import torch
 
 from asc_utils.audio import AudioReadError
 from asc_utils.cli import main as asc_main
-from asc_utils.data.devices import DEVICE_SPECS, device_response
 from asc_utils.dirs import (
     DIR_DIR_ENV,
     MICIRP_URL_ENV,
@@ -25,6 +24,7 @@ from asc_utils.dirs import (
     named_dirs,
 )
 from asc_utils.download import DownloadError, sha256_of
+from asc_utils.synth.devices import DEVICE_SPECS, device_response
 
 
 @pytest.fixture(scope="module")

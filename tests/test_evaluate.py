@@ -68,15 +68,15 @@ def test_fp16_evaluation_is_close_to_fp32_and_leaves_the_model_alone() -> None:
 
 def test_fp32_on_cpu_uses_the_fast_path_with_the_eager_logits(monkeypatch) -> None:
     """evaluate's CPU fp32 pass runs the folded network; its logits equal the eager model's up to float rounding."""
-    import asc_utils.evaluate as ev
+    from asc_utils import speed
 
-    original, built = ev.fast_inference_model, []
+    original, built = speed.for_inference, []
 
     def recording(net: nn.Module) -> nn.Module:
         built.append(original(net))
         return built[-1]
 
-    monkeypatch.setattr(ev, "fast_inference_model", recording)
+    monkeypatch.setattr(speed, "for_inference", recording)
     torch.manual_seed(0)
     model = build_model()
     model.train()
@@ -92,6 +92,9 @@ def test_fp32_on_cpu_uses_the_fast_path_with_the_eager_logits(monkeypatch) -> No
     assert [type(net).__name__ for net in built] == ["FastSNTL"]
     assert np.abs(result.logits["fp32"] - eager).max() < 1e-3
     assert (result.logits["fp32"].argmax(1) == eager.argmax(1)).all()
+    plain = evaluate(model, arrays, batch_size=4, precisions=("fp32",), progress=False, fast=False)
+    assert len(built) == 1, "fast=False must not use the speed layer"
+    assert np.abs(plain.logits["fp32"] - eager).max() < 1e-4
 
 
 class DeviceBias(nn.Module):

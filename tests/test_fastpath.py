@@ -10,13 +10,12 @@ import torch
 import torchaudio
 
 from asc_utils.audio import read_wav
-from asc_utils.fast_frontend import FastMelSpectrogram
-from asc_utils.fast_inference import FastSNTL, fast_inference_model
-from asc_utils.fast_training import to_training_layout
 from asc_utils.features import FrontendConfig, LogMelFrontend
-from asc_utils.models import build_model
+from asc_utils.models import ConvBN, build_model
 from asc_utils.multidevice import MultiDeviceModel
 from asc_utils.pretrained import load_published
+from asc_utils.speed import FastMelSpectrogram, FastSNTL, fast_frontend, for_inference, for_training, plain_layout
+from asc_utils.speed.training import RepeatedInputConv2d
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +47,7 @@ def test_fast_mel_matches_torchaudio_on_random_audio():
 
 
 def test_fast_mel_matches_torchaudio_on_real_audio(dummy_wave):
-    frontend, reference = LogMelFrontend().eval(), LogMelFrontend(fast=False).eval()
+    frontend, reference = fast_frontend(LogMelFrontend()).eval(), LogMelFrontend().eval()
     with torch.no_grad():
         diff = (frontend(dummy_wave) - reference(dummy_wave)).abs().max().item()
     print(f"\ndummy.wav: max |log-mel difference| = {diff:.2e}")
@@ -73,8 +72,8 @@ def test_fast_mel_matches_torchaudio_for_other_settings(settings):
 def test_frontend_uses_fast_path_on_cpu_and_still_masks_in_training():
     torch.manual_seed(2)
     waves = torch.randn(6, 1, 44_100)
-    frontend = LogMelFrontend()
-    assert frontend.fast and not LogMelFrontend(fast=False).fast
+    frontend = fast_frontend(LogMelFrontend())
+    assert type(frontend).mel_power is not LogMelFrontend.mel_power and frontend.config == LogMelFrontend().config
     masked = frontend.train()(waves)
     floor = torch.log(torch.tensor(1e-5))
     assert masked.shape == (6, 1, 256, 33)
@@ -84,7 +83,7 @@ def test_frontend_uses_fast_path_on_cpu_and_still_masks_in_training():
 
 def test_frontend_stays_differentiable_for_inputs_that_need_a_gradient():
     wave = (torch.randn(2, 44_100) * 0.1).requires_grad_()
-    LogMelFrontend().eval()(wave).sum().backward()  # the torchaudio path: the fast one computes in place
+    fast_frontend().eval()(wave).sum().backward()  # falls back to torchaudio: the fast path computes in place
     assert wave.grad is not None and torch.isfinite(wave.grad).all()
 
 
@@ -113,7 +112,7 @@ def _randomise_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 def test_fast_network_matches_eager_network(name, batch):
     torch.manual_seed(4)
     model = _randomise_batchnorm(build_model(name))
-    fast = fast_inference_model(model)
+    fast = for_inference(model)
     assert isinstance(fast, FastSNTL)
     mel = torch.randn(batch, 1, 256, 33) * 3 - 4
     with torch.no_grad():
@@ -128,7 +127,7 @@ def test_fast_path_reproduces_published_logits(shared_dir, dummy_wave, variant, 
     reference = shared_dir / "reference" / "sntl"
     expected = json.loads((reference / "expected_logits.json").read_text())["weights"][variant]
     model = load_published(variant, path=reference / expected["file"])
-    logits = fast_inference_model(model)(LogMelFrontend().eval()(dummy_wave))[0]
+    logits = for_inference(model)(fast_frontend().eval()(dummy_wave))[0]
     diff = (logits - torch.tensor(expected["logits_dummy_wav"])).abs().max().item()
     record_property(f"fast_max_abs_logit_diff_{variant}", diff)
     print(f"\n{variant} fast path: max |logit - expected| = {diff:.2e}")
@@ -137,14 +136,14 @@ def test_fast_path_reproduces_published_logits(shared_dir, dummy_wave, variant, 
 
 def test_fast_model_is_inference_only_and_keeps_weights_of_fp16_models():
     model = _randomise_batchnorm(build_model("sntl_task1_2"))
-    fast = fast_inference_model(model.half())
+    fast = for_inference(model.half())
     mel = torch.randn(3, 1, 256, 33).half().float()
     with torch.no_grad():
         expected = model.float()(mel)  # the fp16-rounded weights, computed in fp32
     assert (fast(mel.half()) - expected).abs().max().item() < 1e-4
     with pytest.raises(RuntimeError, match="inference only"):
         fast.train()
-    assert fast_inference_model(fast) is fast
+    assert for_inference(fast) is fast
 
 
 def test_fast_multidevice_model_routes_like_the_original():
@@ -152,7 +151,7 @@ def test_fast_multidevice_model_routes_like_the_original():
     with torch.no_grad():
         special.classifier.bias.add_(1.0)
     model = MultiDeviceModel(general, {"a": special}).eval()
-    fast = fast_inference_model(model)
+    fast = for_inference(model)
     assert isinstance(fast, MultiDeviceModel) and fast.devices == ("a",)
     mel, devices = torch.randn(5, 1, 256, 33), ["a", "s4", "a", "b", "s1"]
     with torch.no_grad():
@@ -161,7 +160,7 @@ def test_fast_multidevice_model_routes_like_the_original():
 
 def test_other_networks_get_an_eval_copy():
     model = build_model("cp_mobile_baseline").train()
-    copy = fast_inference_model(model)
+    copy = for_inference(model)
     assert copy is not model and not copy.training and model.training
 
 
@@ -169,7 +168,7 @@ def test_training_layout_changes_speed_only():
     torch.manual_seed(5)
     model = build_model("sntl_task1_2").train()
     reference = copy.deepcopy(model)
-    assert to_training_layout(model) is model
+    assert for_training(model) is model
     assert model.stem.conv.weight.is_contiguous() and model.expand.conv.weight.is_contiguous()
     assert model.time_conv.conv.weight.is_contiguous(memory_format=torch.channels_last)
     mel, labels = torch.randn(6, 1, 256, 33), torch.arange(6)
@@ -183,3 +182,29 @@ def test_training_layout_changes_speed_only():
     for (name, p), q in zip(reference.named_parameters(), model.parameters()):
         if p.grad is not None:
             assert (p.grad - q.grad).abs().max() <= 1e-4 * p.grad.abs().max() + 1e-6, name
+    assert isinstance(model.freq_conv.conv, RepeatedInputConv2d)
+    assert plain_layout(model) is model
+    assert {type(m).__name__ for m in model.modules()} == {type(m).__name__ for m in reference.modules()}
+    assert model.time_conv.conv.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("c_in, c_out", [(36, 72), (4, 12)])
+def test_repeated_input_conv_matches_the_grouped_conv(c_in, c_out, memory_format):
+    """The repeated-channel depthwise conv (training layout, CPU) gives the grouped conv's outputs and gradients."""
+    torch.manual_seed(0)
+    layer = ConvBN(c_in, c_out, (5, 1), padding=(2, 0), groups=c_in).train().to(memory_format=torch.channels_last)
+    layer.conv.__class__ = RepeatedInputConv2d  # what asc_utils.speed.for_training does to such convolutions
+    x = torch.randn(3, c_in, 16, 8).contiguous(memory_format=memory_format).requires_grad_()
+    g = torch.randn(3, c_out, 16, 8)
+    y = layer(x)
+    (y * g).sum().backward()
+    shortcut = (y.detach(), x.grad.clone(), layer.conv.weight.grad.clone())
+    x.grad, layer.conv.weight.grad = None, None
+    layer.conv.__class__ = torch.nn.Conv2d
+    plain = layer(x)  # the grouped convolution itself
+    (plain * g).sum().backward()
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(shortcut[0], plain.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(shortcut[1], x.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(shortcut[2], layer.conv.weight.grad, rtol=1e-4, atol=1e-4)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from asc_utils import inference
+from asc_utils import inference, runs
 from asc_utils.audio import read_wav, write_wav
 from asc_utils.features import FrontendConfig, LogMelFrontend
 from asc_utils.labels import CLASSES
@@ -104,7 +104,7 @@ def test_load_inputs_gives_one_second_mono_at_the_model_rate(wav_files: list[Pat
 def test_multidevice_run_routes_each_file_to_its_device(tmp_path: Path, wav_files: list[Path]) -> None:
     run = tmp_path / "run"
     nets = {"general": _net(0), "a": _net(1), "b": _net(2)}
-    MultiDeviceModel(nets["general"], {"a": nets["a"], "b": nets["b"]}).save(run / inference.MULTIDEVICE_FILE)
+    MultiDeviceModel(nets["general"], {"a": nets["a"], "b": nets["b"]}).save(run / runs.MULTIDEVICE)
     devices = ["b", "a", "s5", "b"]
     paths = [wav_files[0], wav_files[0], wav_files[0], wav_files[3]]
     logits, _ = inference.predict(paths, devices, run, use_cuda=False, batch_size=3, progress=False)
@@ -113,7 +113,7 @@ def test_multidevice_run_routes_each_file_to_its_device(tmp_path: Path, wav_file
         torch.testing.assert_close(got, _reference_logits(net, path), atol=1e-4, rtol=0)
         torch.testing.assert_close(got, _reference_logits(net, path, half_arithmetic=True), atol=0.05, rtol=0)
     assert not torch.allclose(logits[0], logits[1], atol=1e-2)  # same clip, different device -> different network
-    model = inference.load_model(run / inference.MULTIDEVICE_FILE)
+    model = inference.load_model(run / runs.MULTIDEVICE)
     assert model.devices == ("a", "b") and inference.get_model_for_device(model, "s5") is model.general
 
 

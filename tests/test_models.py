@@ -116,24 +116,3 @@ def test_fp16_inference_gives_the_same_class(shared_dir, dummy_logmel, variant):
         fp16 = model.half()(dummy_logmel.half())
     assert fp16.dtype == torch.float16
     assert fp16.argmax(dim=1).item() == fp32.argmax(dim=1).item()
-
-
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-@pytest.mark.parametrize("c_in, c_out", [(36, 72), (4, 12)])
-def test_convbn_depthwise_shortcut_matches_the_grouped_conv(c_in, c_out, memory_format):
-    """The repeated-channel depthwise conv (training layout, CPU) gives the grouped conv's outputs and gradients."""
-    torch.manual_seed(0)
-    layer = ConvBN(c_in, c_out, (5, 1), padding=(2, 0), groups=c_in).train().to(memory_format=torch.channels_last)
-    layer.repeat_shortcut = True  # what asc_utils.fast_training.to_training_layout switches on
-    x = torch.randn(3, c_in, 16, 8).contiguous(memory_format=memory_format).requires_grad_()
-    g = torch.randn(3, c_out, 16, 8)
-    y = layer(x)
-    (y * g).sum().backward()
-    shortcut = (y.detach(), x.grad.clone(), layer.conv.weight.grad.clone())
-    x.grad, layer.conv.weight.grad = None, None
-    plain = layer.bn(layer.conv(x))  # the grouped convolution itself
-    (plain * g).sum().backward()
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(shortcut[0], plain.detach(), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(shortcut[1], x.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(shortcut[2], layer.conv.weight.grad, rtol=1e-4, atol=1e-4)

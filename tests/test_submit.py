@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from asc_utils import inference
+from asc_utils import inference, runs
 from asc_utils.audio import write_wav
 from asc_utils.cli import main
 from asc_utils.labels import CLASSES, DCASE_COMPLEXITY_DEVICES
@@ -69,7 +69,7 @@ def test_submission_of_the_published_model(shared_dir: Path, tiny_data: Path, ev
 
 def test_asc_submit_on_a_multidevice_run(tiny_data: Path, eval_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    MultiDeviceModel(build_model(), {"a": build_model(), "b": build_model()}).save(tmp_path / "run" / inference.MULTIDEVICE_FILE)
+    MultiDeviceModel(build_model(), {"a": build_model(), "b": build_model()}).save(tmp_path / "run" / runs.MULTIDEVICE)
     argv = ["submit", "--run", str(tmp_path / "run"), "--eval-dir", str(eval_dir), "--out", str(tmp_path / "out"),
             "--data-dir", str(tiny_data), "--device", "cpu"]
     assert main(argv) == 0

@@ -15,9 +15,10 @@ import soundfile as sf
 
 from asc_utils.cli import main
 from asc_utils.data import load_meta, load_split
-from asc_utils.data import synthetic as syn
-from asc_utils.data.devices import DEVICE_FAMILY_SEED, DEVICE_SPECS, device_response, mic_like_magnitude_db, mic_like_response
 from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES, UNSEEN_DEVICES
+from asc_utils.responses import DEVICE_FAMILY_SEED, mic_like_magnitude_db, mic_like_response
+from asc_utils.synth import writer as syn
+from asc_utils.synth.devices import DEVICE_SPECS, device_response
 
 NAME = re.compile(r"^audio/([a-z_]+)-([a-z]+)-(\d+)-(\d+)-(\d+)-(a|b|c|s[1-6])\.wav$")
 
@@ -106,7 +107,7 @@ def test_tutorial_plan_sizes_and_disjoint_locations():
 
 def test_scene_signatures_fixed_and_distinct():
     """Every scene has its own spectral signature, independent of the data set's seed and drawn again identically."""
-    from asc_utils.data.scenes import SCENES, SIGNATURE_DB, scene_signature
+    from asc_utils.synth.scenes import SCENES, SIGNATURE_DB, scene_signature
 
     signatures = {scene: scene_signature(scene) for scene in SCENES}
     assert signatures == {scene: scene_signature(scene) for scene in SCENES}

@@ -121,8 +121,21 @@ def test_stage2_style_config_trains_one_device(tiny_data: Path, tmp_path: Path) 
 def test_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(TrainError, match="asc data synth --preset tutorial"):
         train_base(tmp_path / "nowhere", tmp_path / "run", TrainConfig(epochs=1))
-    with pytest.raises(TrainError, match="'adam' or 'adamw'"):
+    with pytest.raises(TrainError, match="optimizer must be one of adam, adamw; got 'sgd'"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(TrainError, match=r"batch_size must be a whole number >= 1; got 0.*lr must be a number > 0; got -1"):
+        TrainConfig(lr=-1.0, batch_size=0)
+    with pytest.raises(TrainError, match="dir_p must be a probability"):
+        TrainConfig(dir_p=1.5)
+
+
+def test_cli_rejects_invalid_numbers_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from asc_utils.cli import main
+
+    assert main(["train", "base", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--lr", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid training settings: lr must be a number > 0; got -1.0")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_train_and_eval_write_the_documented_files(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,38 +1,26 @@
-"""The TAU22 data layer: meta and split files, clips, a torch Dataset, a cached array form, and the embedded data set.
+"""The TAU22 data layer: meta and split files, clips, the cached array form of a split, the folder checker, a torch Dataset.
 
-    from asc_utils.data import load_meta, load_split, TAUDataset, load_split_arrays
-    from asc_utils.data.synthetic import synthesize
+    from asc_utils.data import load_meta, load_split, load_split_arrays
 
-Names are imported on first use, so generating data (`asc data synth`) does not pay for importing torch.
+It reads the real TAU Urban Acoustic Scenes 2022 Mobile folder and the embedded data set alike (the generator that writes
+the latter is `asc_utils.synth`; `asc_utils.data.fetch` fetches real clips from the published archives).
 """
 
 from __future__ import annotations
 
-import importlib
+from asc_utils.data.cache import SplitArrays, load_split_arrays
+from asc_utils.data.check import DataCheck, check_data_dir
+from asc_utils.data.dataset import TAUDataset
+from asc_utils.data.tau import (
+    SPLIT_NAMES,
+    DataError,
+    ensure_split_files,
+    is_embedded,
+    load_clip,
+    load_meta,
+    load_split,
+    parse_filename,
+)
 
-_EXPORTS = {
-    "DataError": "tau",
-    "load_meta": "tau",
-    "load_split": "tau",
-    "load_clip": "tau",
-    "ensure_split_files": "tau",
-    "is_embedded": "tau",
-    "parse_filename": "tau",
-    "SPLIT_NAMES": "tau",
-    "TAUDataset": "dataset",
-    "SplitArrays": "cache",
-    "load_split_arrays": "cache",
-    "synthesize": "synthetic",
-    "PRESETS": "synthetic",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"asc_utils.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'asc_utils.data' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = ["SPLIT_NAMES", "DataCheck", "DataError", "SplitArrays", "TAUDataset", "check_data_dir", "ensure_split_files",
+           "is_embedded", "load_clip", "load_meta", "load_split", "load_split_arrays", "parse_filename"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from asc_utils.audio import CLIP_SAMPLES
-from asc_utils.data.tau import _split_name, load_clip, load_split
+from asc_utils.data.tau import load_clip, load_split, split_name
+from asc_utils.labels import DEVICES
 
 CACHE_VERSION = 1
 
@@ -33,6 +36,64 @@ class SplitArrays:
 
     def __len__(self) -> int:
         return len(self.filenames)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> SplitArrays:
+        """The clips at the given positions, in that order (waves copied into memory)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return SplitArrays(
+            waves=np.asarray(self.waves[rows]),
+            labels=self.labels[rows],
+            devices=[self.devices[i] for i in rows],
+            cities=[self.cities[i] for i in rows],
+            filenames=[self.filenames[i] for i in rows],
+        )
+
+    def subset_rows(self, per_device: int | Mapping[str, int] | None, seed: int = 0) -> np.ndarray:
+        """The positions (sorted) that `subset(per_device, seed)` keeps; see there."""
+        if per_device is None:
+            return np.arange(len(self))
+        devices, seen = np.asarray(self.devices), set(self.devices)
+        present = [d for d in DEVICES if d in seen] + sorted(seen - set(DEVICES))
+        if isinstance(per_device, Mapping):
+            quotas = {d: per_device.get(d, 0) for d in present}
+        else:
+            quotas = dict.fromkeys(present, per_device)
+        bad = {d: q for d, q in quotas.items() if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 0}
+        if bad:
+            raise ValueError(f"subset: per_device must be a count >= 0 (or a dict of them by device); got {bad}.")
+        rows: list[np.ndarray] = []
+        for device, quota in quotas.items():
+            if quota:
+                rows.append(_balanced_order(np.flatnonzero(devices == device), self.labels, seed, device)[:quota])
+        return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
+
+    def subset(self, per_device: int | Mapping[str, int] | None, seed: int = 0) -> SplitArrays:
+        """A seeded subset with at most `per_device` clips of every device, as evenly spread over the classes as possible.
+
+        per_device: an int (the same cap for every device), a dict {device: cap} (devices it does not name are left out),
+        or None (every clip: returns this object itself). A device with fewer clips than its cap keeps all of them.
+        Within one device the clips of each class are shuffled and then taken in rounds, one clip per class per round,
+        the classes of each round in a shuffled order: every class gets min(its clips, t) or one more, so class counts
+        differ by at most one unless a class runs out. The draw of a device depends only on seed, the device name and
+        that device's clips (not on the other devices or caps), and a smaller cap keeps a subset of a larger one's clips.
+        The same seed always gives the same clips; the kept clips stay in split order (waves are copied into memory).
+        """
+        if per_device is None:
+            return self
+        return self.take(self.subset_rows(per_device, seed))
+
+
+def _balanced_order(rows: np.ndarray, labels: np.ndarray, seed: int, device: str) -> np.ndarray:
+    """One device's rows in class-balanced round-robin order (shuffled within classes and within each round)."""
+    rng = np.random.default_rng([seed, zlib.crc32(device.encode("utf-8"))])
+    classes = np.unique(labels[rows])
+    queues = [rng.permutation(rows[labels[rows] == k]) for k in classes]
+    order = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        for k in rng.permutation(len(queues)):
+            if depth < len(queues[k]):
+                order.append(queues[k][depth])
+    return np.asarray(order, dtype=np.int64)
 
 
 def _cache_folder(data_dir: Path) -> Path:
@@ -60,7 +121,7 @@ def load_split_arrays(data_dir: str | os.PathLike, split: str, progress: bool = 
     filenames = table["filename"].tolist()
     key = cache_key(data_dir, filenames, np.dtype(dtype))
     folder = _cache_folder(data_dir)
-    name = _split_name(split)
+    name = split_name(split)
     path = folder / f"{name}-{key}.npy"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from asc_utils.audio import CLIP_SAMPLES, SAMPLE_RATE
 from asc_utils.data.tau import (
     META_COLUMNS,
     SPLIT_NAMES,
@@ -18,11 +19,10 @@ from asc_utils.data.tau import (
     TEST_SHA256,
     TRAIN_SPLIT_NAMES,
     DataError,
-    _read_table,
-    _split_dir,
     add_columns,
     device_counts,
-    is_embedded,
+    read_table,
+    split_dir,
 )
 from asc_utils.labels import CLASSES, DEVICES, UNSEEN_DEVICES
 
@@ -38,7 +38,7 @@ def _check_meta(data_dir: Path, expected_rows: int | None, problems: list[str], 
     """Columns, row count and consistency of meta.csv; returns the table with derived columns, or None."""
     path = data_dir / "meta.csv"
     try:
-        raw = _read_table(path)
+        raw = read_table(path)
     except Exception as exc:  # pandas raises several parser errors
         problems.append(f"meta.csv could not be parsed ({exc}). Expected a tab-separated file; re-extract it from the meta archive.")
         return None
@@ -94,9 +94,9 @@ def _check_audio(data_dir: Path, meta: pd.DataFrame, fix: str, problems: list[st
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
             problems.append(f"'{data_dir / name}' cannot be read ({exc}); expected a wav file. Re-extract it.")
             continue
-        if (info.samplerate, info.channels, info.frames) != (44_100, 1, 44_100):
+        if (info.samplerate, info.channels, info.frames) != (SAMPLE_RATE, 1, CLIP_SAMPLES):
             problems.append(f"'{data_dir / name}' is {info.samplerate} Hz, {info.channels} channel(s), {info.frames} samples; "
-                            "expected 44,100 Hz mono with 44,100 samples. The loader would resample/mix/crop it, but a "
+                            f"expected {SAMPLE_RATE:,} Hz mono with {CLIP_SAMPLES:,} samples. The loader would resample/mix/crop it, but a "
                             "TAU22 folder should not need that: check that the files were not converted.")
     notes.append(f"format checked on {min(len(listed), AUDIO_SAMPLE)} sample files (rate, channels, length).")
 
@@ -105,19 +105,22 @@ def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, 
     """Split files present, known to meta, nested, test counts per device as expected, s4..s6 test-only, locations disjoint."""
     from asc_utils.download import sha256_of
 
-    folder = _split_dir(data_dir)
+    folder = split_dir(data_dir)
     tables: dict[str, pd.DataFrame] = {}
     for name in SPLIT_NAMES:
         path = folder / f"{name}.csv"
         if not path.exists():
-            if card is not None:
+            if card is not None and card.get("real_subset"):
+                problems.append(f"split_setup/{name}.csv is missing from the fetched TAU22 subset; write it again with "
+                                f"`asc data fetch --dest {data_dir} --subset {card['subset']}` (it keeps the clips it has).")
+            elif card is not None:
                 problems.append(f"split_setup/{name}.csv is missing from the embedded data set; regenerate it with "
                                 f"`asc data synth --overwrite --out {data_dir}`.")
             else:
                 notes.append(f"{name}.csv is not in '{folder}' yet; it is downloaded on first use from "
                              f"{SPLIT_URL.format(name=name + '.csv')} (needs internet), or put it there by hand.")
             continue
-        table = _read_table(path)
+        table = read_table(path)
         if "filename" not in table.columns:
             problems.append(f"'{path}' has columns {list(table.columns)}; expected tab-separated filename, scene_label.")
             continue
@@ -156,41 +159,74 @@ def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, 
                                 "expected disjoint training and test locations.")
 
 
-def check_data_dir(data_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Check a data folder; return (problems, notes): problems explain what is wrong and what to do."""
+def _read_card(data_dir: Path, problems: list[str]) -> dict | None:
+    """The data card of an embedded data set or of a real TAU22 subset from `asc data fetch` (None for other folders);
+    an unreadable card is a problem."""
+    path = data_dir / "data_card.json"
+    if not path.exists():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        problems.append(f"'{path}' cannot be read ({exc}). Expected the data card that `asc data synth` writes; regenerate "
+                        f"the data set with `asc data synth --overwrite --out {data_dir}`, or delete the file for a TAU22 folder.")
+        return None
+    return card if isinstance(card, dict) and (card.get("synthetic") or card.get("real_subset")) else None
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """What `check_data_dir` found: the folder, its problems (each says what is wrong and what to do) and notes."""
+
+    data_dir: Path
+    exists: bool  # False: the path is not a folder (then problems holds that one finding)
+    embedded: bool  # the folder carries an embedded data set's data card
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]  # what was checked and found in order, and harmless oddities
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> DataCheck:
+    """Check a TAU22-layout data folder (real or embedded) and return a `DataCheck`; findings are returned, not raised.
+
+    The one data-folder check of the project: `asc data check` prints every problem and note of it, `asc check` prints
+    one line from it. `result.ok` is True when `result.problems` is empty. Checked: the folder, meta.csv (columns, row
+    count, consistency), the audio files (all present, a sample's rate/channels/length) and the split files (present,
+    known to meta.csv, nested, test clips per device, s4..s6 test-only, disjoint train and test locations).
+    """
     data_dir = Path(data_dir).expanduser()
     problems: list[str] = []
     notes: list[str] = []
     if not data_dir.is_dir():
-        return [f"'{data_dir}' is not a folder. Expected an extracted TAU22 development folder (audio/, meta.csv) or an "
-                f"embedded data set (`asc data synth --out {data_dir}`)."], notes
+        problems.append(f"'{data_dir}' is not a folder. Expected an extracted TAU22 development folder (audio/, meta.csv) "
+                        f"or an embedded data set (`asc data synth --out {data_dir}`).")
+        return DataCheck(data_dir, False, False, tuple(problems), tuple(notes))
     if not (data_dir / "meta.csv").exists():
         problems.append(f"'{data_dir}' has no meta.csv. Extract the TAU22 meta archive into it, or generate the embedded "
                         f"data set with `asc data synth --out {data_dir}`.")
     if not (data_dir / "audio").is_dir():
         problems.append(f"'{data_dir}' has no audio/ folder. Extract all TAU22 audio archives into '{data_dir}' "
                         "(they unpack into audio/).")
+    card = _read_card(data_dir, problems)
+    embedded = bool(card and card.get("synthetic"))
     if problems:
-        return problems, notes
-    card = json.loads((data_dir / "data_card.json").read_text(encoding="utf-8")) if is_embedded(data_dir) else None
-    notes.append("embedded (synthetic) data set, " + f"preset {card['preset']['name']}, seed {card['seed']}" if card
-                 else "no data card: checked as the real TAU22 development set")
+        return DataCheck(data_dir, True, embedded, tuple(problems), tuple(notes))
+    if card and card.get("real_subset"):  # real TAU22 clips, restricted meta and split files: counts come from the card
+        notes.append(f"real TAU22 subset '{card['subset']}' (asc data fetch, seed {card['seed']}): counts checked against its data card")
+        fix = f"Fetch the missing clips: `asc data fetch --dest {data_dir} --subset {card['subset']}` (it keeps the clips it has)."
+    elif card:
+        notes.append(f"embedded (synthetic) data set, preset {card['preset']['name']}, seed {card['seed']}")
+        fix = (f"Regenerate the data set: `asc data synth --overwrite --preset {card['preset']['name']} --seed {card['seed']} "
+               f"--out {data_dir}`.")
+    else:
+        notes.append("no data card: checked as the real TAU22 development set")
+        fix = f"Extract every audio archive into '{data_dir / 'audio'}' (all into one folder)."
     meta = _check_meta(data_dir, card["meta_rows"] if card else TAU_META_ROWS, problems, notes)
     if meta is not None:
-        fix = (f"Regenerate the data set: `asc data synth --overwrite --preset {card['preset']['name']} --seed {card['seed']} "
-               f"--out {data_dir}`." if card else f"Extract every audio archive into '{data_dir / 'audio'}' (all into one folder).")
         _check_audio(data_dir, meta, fix, problems, notes)
     _check_splits(data_dir, meta, card, problems, notes)
-    return problems, notes
-
-
-def cli_check(args: argparse.Namespace) -> int:
-    """`asc data check --data-dir DIR`: print the findings; exit status 1 when there are problems."""
-    problems, notes = check_data_dir(args.data_dir)
-    print(f"Checking {args.data_dir}")
-    for note in notes:
-        print(f"  ok    {note}")
-    for problem in problems:
-        print(f"  PROBLEM {problem}")
-    print(f"{len(problems)} problem(s) found." if problems else "All checks passed.")
-    return 1 if problems else 0
+    return DataCheck(data_dir, True, embedded, tuple(problems), tuple(notes))

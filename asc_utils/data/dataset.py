@@ -1,4 +1,4 @@
-"""The torch Dataset over a TAU22-layout folder (real or embedded)."""
+"""The torch Dataset over a TAU22-layout folder (real or embedded): the reference-style pipeline of benchmarks/run.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from asc_utils.data.tau import load_clip, load_split
 
 
 class TAUDataset(Dataset):
-    """Clips of one split; item = (waveform [1, 44100] float32, label int, device str, city str, filename str)."""
+    """Reference-style per-file loading (benchmarks/run.py); item = (wave [1, 44100] float32, label, device, city, filename)."""
 
     def __init__(self, data_dir: str | os.PathLike, split: str) -> None:
         self.data_dir = Path(data_dir)

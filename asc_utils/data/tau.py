@@ -18,6 +18,8 @@ import pandas as pd
 from asc_utils.audio import CLIP_SAMPLES, SAMPLE_RATE, read_wav
 from asc_utils.labels import CLASS_TO_INDEX, CLASSES, DEVICES
 
+from asc_utils.errors import UserError
+
 META_COLUMNS = ("filename", "scene_label", "identifier", "source_label")
 SPLIT_NAMES = ("split5", "split10", "split25", "split50", "split100", "test")
 TRAIN_SPLIT_NAMES = SPLIT_NAMES[:-1]
@@ -30,7 +32,7 @@ SPLIT_FRACTION_TOLERANCE = 0.2  # the DCASE2024 subsets hold "approximately" 5/1
 _warned: set[str] = set()
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data folder, meta file or split file is missing or does not look like TAU22."""
 
 
@@ -63,8 +65,8 @@ def _require_dir(data_dir: str | os.PathLike) -> Path:
     return path
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read a TAU tab-separated table (CRLF or LF line ends) as strings."""
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a TAU tab-separated table (meta.csv or a split file; CRLF or LF line ends) with every column as strings."""
     return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
 
 
@@ -85,7 +87,7 @@ def add_columns(table: pd.DataFrame) -> pd.DataFrame:
 def load_meta(data_dir: str | os.PathLike) -> pd.DataFrame:
     """Read meta.csv (filename, scene_label, identifier, source_label) and add device, city, location, label."""
     path = _require_dir(data_dir) / "meta.csv"
-    meta = _read_table(path)
+    meta = read_table(path)
     missing = [c for c in META_COLUMNS if c not in meta.columns]
     if missing:
         raise DataError(
@@ -95,8 +97,9 @@ def load_meta(data_dir: str | os.PathLike) -> pd.DataFrame:
     return add_columns(meta[list(META_COLUMNS)])
 
 
-def _split_dir(data_dir: Path) -> Path:
-    """Where the split files live: <data dir>/split_setup, or the user cache when the data folder is read-only."""
+def split_dir(data_dir: str | os.PathLike) -> Path:
+    """Where the split files of a data folder live: <data dir>/split_setup, or the user cache when the folder is read-only."""
+    data_dir = Path(data_dir)
     local = data_dir / "split_setup"
     if local.exists() or os.access(data_dir, os.W_OK):
         return local
@@ -115,7 +118,7 @@ def verify_split_files(folder: str | os.PathLike, names: tuple[str, ...] = SPLIT
         raise DataError(f"'{folder / 'test.csv'}' has sha256 {found}, expected {TEST_SHA256}. Delete it to download it again.")
     if not set(TRAIN_SPLIT_NAMES) & set(names):
         return
-    sets = {name: set(_read_table(folder / f"{name}.csv")["filename"]) for name in TRAIN_SPLIT_NAMES}
+    sets = {name: set(read_table(folder / f"{name}.csv")["filename"]) for name in TRAIN_SPLIT_NAMES}
     for name, files in sets.items():
         if not files:
             raise DataError(f"'{folder / (name + '.csv')}' is empty. Delete it to download it again.")
@@ -135,7 +138,7 @@ def ensure_split_files(data_dir: str | os.PathLike, names: tuple[str, ...] = SPL
     """Return the folder holding the named split files; for the real data, download missing ones and verify them
     (asking for any training split fetches all five, since they are verified together)."""
     data_dir = _require_dir(data_dir)
-    folder = _split_dir(data_dir)
+    folder = split_dir(data_dir)
     group = tuple(n for n in SPLIT_NAMES if n in names or (n in TRAIN_SPLIT_NAMES and set(names) & set(TRAIN_SPLIT_NAMES)))
     missing = [n for n in group if not (folder / f"{n}.csv").exists()]
     if not missing:
@@ -163,7 +166,8 @@ def ensure_split_files(data_dir: str | os.PathLike, names: tuple[str, ...] = SPL
     return folder
 
 
-def _split_name(name: str) -> str:
+def split_name(name: str) -> str:
+    """The canonical split name ('split25', 'test') of '25', 'split25', 'split25.csv', 'test' ...; ValueError if unknown."""
     key = str(name).removesuffix(".csv")
     key = f"split{key}" if key.isdigit() else key
     if key not in SPLIT_NAMES:
@@ -173,7 +177,7 @@ def _split_name(name: str) -> str:
 
 def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
     """Read one TAU22 split file (filename[, scene_label]); check it has a filename column."""
-    table = _read_table(Path(path))
+    table = read_table(Path(path))
     if "filename" not in table.columns:
         raise DataError(f"'{path}' has no 'filename' column: expected a tab-separated TAU22 split file "
                         f"(filename, scene_label), found columns {list(table.columns)}.")
@@ -182,7 +186,7 @@ def read_split_file(path: str | os.PathLike) -> pd.DataFrame:
 
 def load_split(data_dir: str | os.PathLike, name: str) -> pd.DataFrame:
     """Rows of one split (split5/10/25/50/100 or test) joined with meta.csv: device, city, location, label columns."""
-    key = _split_name(name)
+    key = split_name(name)
     meta = load_meta(data_dir)
     path = ensure_split_files(data_dir, (key,)) / f"{key}.csv"
     files = read_split_file(path)

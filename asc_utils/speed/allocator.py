@@ -2,13 +2,14 @@
 
 glibc's malloc serves every buffer above its mmap threshold (128 kB, raised dynamically up to 32 MB) with a fresh `mmap`
 and returns it with `munmap` when the tensor is freed, so the next batch page-faults its activations in again, one 4 kB page
-at a time. The SNTL network's activations are 1-200 MB per batch: measured on a 2-core CPU (benchmarks/RESULTS.md), the
-kernel's page-fault handling took 40 % of the benchmark's CPU time. Raising the mmap and trim thresholds lets glibc reuse the
-memory; the numbers computed do not change, only where their buffers come from. The cost: up to `trim_threshold` bytes of
-freed memory stay with the process (its resident size stays near its peak).
+at a time. The SNTL network's activations are 1-200 MB per batch, so the kernel's page-fault handling can take a large
+share of the CPU time (benchmarks/RESULTS.md has the measurement). Raising the mmap and trim thresholds lets glibc reuse
+the memory; the numbers computed do not change, only where their buffers come from. The cost: up to `trim_threshold`
+bytes of freed memory stay with the process (its resident size stays near its peak).
 
-`import asc_utils` calls `tune_allocator()` once; set the environment variable ASC_DEFAULT_ALLOCATOR=1 before starting
-Python to keep glibc's defaults (e.g. to measure their effect). Other C libraries (macOS, Windows, musl) are left alone.
+Nothing is changed on import: the `asc` command, the benchmarks and notebook 07 call `tune_allocator()` explicitly. The
+environment variable ASC_DEFAULT_ALLOCATOR=1 makes that call a no-op (to measure what the setting is worth). Other C
+libraries (macOS, Windows, musl) are left alone.
 """
 
 from __future__ import annotations

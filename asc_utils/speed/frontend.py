@@ -1,4 +1,4 @@
-"""A fast CPU mel spectrogram that computes the same numbers as torchaudio's `MelSpectrogram` (within float rounding).
+"""A fast CPU log-mel front end: a mel spectrogram that computes the same numbers as torchaudio's `MelSpectrogram` (within float rounding).
 
 torchaudio runs `torch.stft`, takes `abs().pow(2)` of the complex spectrum and multiplies it with the dense
 [n_fft // 2 + 1, n_mels] filterbank. For the SNTL settings (n_fft 8192, 256 mels) that matrix is 99 % zeros: every
@@ -17,12 +17,13 @@ compare the two on random and real audio.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from asc_utils.features import FrontendConfig, LogMelFrontend
+from asc_utils.speed.threads import map_chunks
 
 
 @functools.lru_cache(maxsize=8)
@@ -52,30 +53,6 @@ def _plan(sample_rate: int, n_fft: int, win_length: int, n_mels: int, f_min: flo
         blocks.append((a, b, k0, k1))
         weights.append(fb2[k0:k1, a:b].t().contiguous().flatten())  # [bands, bins] row-major
     return window, tuple(blocks), torch.cat(weights) if weights else torch.zeros(0)
-
-
-def map_chunks(fn: Callable[[torch.Tensor], torch.Tensor], chunks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """[fn(c) for c in chunks], on CPU spread over torch.get_num_threads() threads that each run one chunk single-threaded.
-
-    Many small operators parallelised inside each operator (PyTorch's default) wait for every thread at every operator;
-    when another program holds one of the cores this stalls (measured: 20x slower on a busy 2-core machine). Whole chunks
-    per thread have no such barriers. The result is the same as the sequential loop.
-    """
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(chunks) <= 1 or chunks[0].device.type != "cpu":
-        return [fn(c) for c in chunks]
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-    def run(chunk: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):  # both are per thread
-            return fn(chunk)
-
-    torch.set_num_threads(1)  # read by each new worker thread on its first operator
-    try:
-        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-            return list(pool.map(run, chunks))
-    finally:
-        torch.set_num_threads(threads)
 
 
 class FastMelSpectrogram(nn.Module):
@@ -120,3 +97,29 @@ class FastMelSpectrogram(nn.Module):
             offset += w.numel()
             torch.mm(w, power2[:, k0:k1].t(), out=mel_t[a:b])
         return mel_t.view(self.n_mels, n, frames).transpose(0, 1).contiguous()
+
+
+class FastLogMelFrontend(LogMelFrontend):
+    """`LogMelFrontend` whose mel power comes from `FastMelSpectrogram` for CPU inputs without gradient (else torchaudio)."""
+
+    def __init__(self, config: FrontendConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.fast_mel = FastMelSpectrogram(c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.f_min, c.f_max)
+
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power [B, n_mels, frames]; the fast path computes in place, so inputs that need a gradient use torchaudio."""
+        if wave.device.type == "cpu" and not wave.requires_grad:
+            return self.fast_mel(wave)
+        return self.mel(wave)
+
+
+def fast_frontend(frontend: LogMelFrontend | FrontendConfig | None = None) -> FastLogMelFrontend:
+    """A fast front end with the same settings (and train/eval mode) as `frontend` (or a FrontendConfig; None = defaults)."""
+    if isinstance(frontend, FastLogMelFrontend):
+        return frontend
+    if isinstance(frontend, LogMelFrontend):
+        fast = FastLogMelFrontend(frontend.config).train(frontend.training)
+        device = next(frontend.buffers()).device
+        return fast.to(device)
+    return FastLogMelFrontend(frontend)

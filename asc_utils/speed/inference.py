@@ -1,8 +1,8 @@
 """Fast CPU inference for the SNTL network: the same function, rewritten for eval mode (BatchNorm folded, linear chains merged).
 
-`fast_inference_model(model)` returns an eval-only copy that gives the same logits as `model.eval()` up to float rounding
-(the tests check max |difference| and identical predictions). Measured on a 2-core CPU (benchmarks/RESULTS.md) it runs
-several times faster than the eager model. What it changes, all exact algebra:
+`for_inference(model)` returns an eval-only copy that gives the same logits as `model.eval()` up to float rounding
+(the tests check max |difference| and identical predictions); benchmarks/RESULTS.md has how much faster it runs than
+the eager model. What it changes, all exact algebra:
 
 - every BatchNorm is folded into the weights and bias of the convolution before it;
 - stem 3x3 (1 -> 7) and the pointwise 1x1 (7 -> 12) have no activation between them: one 3x3 convolution 1 -> 12;
@@ -15,7 +15,7 @@ several times faster than the eager model. What it changes, all exact algebra:
 - the residual add is folded into the 1x1 convolution (W + I), task1_1's channel shuffles into weight orders;
 - activations stay channels-last (NHWC), where oneDNN's depthwise kernels are several times faster than in NCHW;
 - large batches are processed in chunks of `chunk` clips so that the full-resolution maps stay in the CPU cache, one chunk
-  per thread (`fast_frontend.map_chunks`).
+  per thread (`asc_utils.speed.threads.map_chunks`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asc_utils.fast_frontend import map_chunks
 from asc_utils.models import SNTLNet
+from asc_utils.multidevice import MultiDeviceModel
+from asc_utils.speed.threads import map_chunks
 
 CHANNELS_LAST = torch.channels_last
 
@@ -230,16 +231,14 @@ class FastSNTL(nn.Module):
         return self.classifier(h.unsqueeze(1)).squeeze(-1)
 
 
-def fast_inference_model(model: nn.Module, chunk: int = 8) -> nn.Module:
+def for_inference(model: nn.Module, chunk: int = 8) -> nn.Module:
     """An eval-only fast copy of a network (SNTLNet: FastSNTL; a MultiDeviceModel: each of its networks); others: an eval copy."""
-    from asc_utils.multidevice import MultiDeviceModel
-
     if isinstance(model, FastSNTL):
         return model
     if isinstance(model, SNTLNet):
         return FastSNTL(model, chunk=chunk)
     if isinstance(model, MultiDeviceModel):
-        devices = {d: fast_inference_model(m, chunk) for d, m in model.device_models.items()}
-        return MultiDeviceModel(fast_inference_model(model.general, chunk), devices, model_name=model.model_name,
+        devices = {d: for_inference(m, chunk) for d, m in model.device_models.items()}
+        return MultiDeviceModel(for_inference(model.general, chunk), devices, model_name=model.model_name,
                                 frontend_config=model.frontend_config).eval()
     return copy.deepcopy(model).eval()

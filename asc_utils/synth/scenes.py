@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from asc_utils.data import sources as S
+from asc_utils.audio import SAMPLE_RATE
+from asc_utils.synth import sources as S
 
-SR = S.SR
 RECORDING_SECONDS = 10
 
 # Continuous sources: (probability that a location has it, level low, level high) in dB relative to the noise bed.
@@ -235,21 +235,21 @@ def _events(rng: np.random.Generator, p: dict, n: int) -> np.ndarray:
 
     def place(key: str, make, margin_s: float = 0.0) -> None:
         if p[key] is not None:
-            for start in S.event_times(rng, n, p[key], int(margin_s * SR)):
+            for start in S.event_times(rng, n, p[key], int(margin_s * SAMPLE_RATE)):
                 S.add_at(fg, make(), int(start))
 
     def walker() -> np.ndarray:
         steps = int(rng.integers(3, 10))
         period = rng.uniform(0.45, 0.65)
-        out = np.zeros(int((steps * period + 0.2) * SR))
+        out = np.zeros(int((steps * period + 0.2) * SAMPLE_RATE))
         for i in range(steps):
-            S.add_at(out, S.footstep(rng, p["hardness"]) * rng.uniform(0.6, 1.0), int((i * period + rng.normal(0, 0.01)) * SR))
+            S.add_at(out, S.footstep(rng, p["hardness"]) * rng.uniform(0.6, 1.0), int((i * period + rng.normal(0, 0.01)) * SAMPLE_RATE))
         return out * _db(rng.uniform(-10, 0))
 
     voices = [np.zeros(n) for _ in p["voices"]]
     fric = np.zeros(n)
     if p["talk"] is not None:  # speech is gathered per voice and shaped by its vocal tract once
-        for start in S.event_times(rng, n, p["talk"], 2 * SR):
+        for start in S.event_times(rng, n, p["talk"], 2 * SAMPLE_RATE):
             v = int(rng.integers(len(voices)))
             pulses, noise = S.talker_excitation(rng, rng.uniform(0.8, 3.0), p["voices"][v][0])
             gain = _db(rng.uniform(-8, 0))
@@ -263,22 +263,22 @@ def _events(rng: np.random.Generator, p: dict, n: int) -> np.ndarray:
 
     def suitcase() -> np.ndarray:
         dur = rng.uniform(1.5, 4.0)
-        roll = S.shaped_noise(rng, int(dur * SR), lambda f: S.band(f, 150.0, 2500.0, 1.5)) * 0.4
+        roll = S.shaped_noise(rng, int(dur * SAMPLE_RATE), lambda f: S.band(f, 150.0, 2500.0, 1.5)) * 0.4
         for t in np.arange(0.0, dur, rng.uniform(0.12, 0.3)):
-            S.add_at(roll, S.decaying_burst(rng, 0.03, 300.0, 4000.0, 0.005), int(t * SR))
+            S.add_at(roll, S.decaying_burst(rng, 0.03, 300.0, 4000.0, 0.005), int(t * SAMPLE_RATE))
         return roll * _db(rng.uniform(-10, -2))
 
     def clacks() -> np.ndarray:
         gap = rng.uniform(0.08, 0.2)
-        out = np.zeros(int((gap + 0.1) * SR))
+        out = np.zeros(int((gap + 0.1) * SAMPLE_RATE))
         for t in (0.0, gap):
-            S.add_at(out, S.decaying_burst(rng, 0.08, 80.0, 2500.0, 0.015), int(t * SR))
+            S.add_at(out, S.decaying_burst(rng, 0.08, 80.0, 2500.0, 0.015), int(t * SAMPLE_RATE))
         return out * _db(rng.uniform(-6, 2))
 
     def squeal() -> np.ndarray:
         dur = rng.uniform(0.5, 2.5)
-        m = int(dur * SR)
-        track = rng.uniform(1500.0, 5000.0) * (1.0 + 0.01 * np.sin(2 * np.pi * rng.uniform(3, 9) * np.arange(m) / SR))
+        m = int(dur * SAMPLE_RATE)
+        track = rng.uniform(1500.0, 5000.0) * (1.0 + 0.01 * np.sin(2 * np.pi * rng.uniform(3, 9) * np.arange(m) / SAMPLE_RATE))
         return S.tones(track, [1.0, 0.3], m, rng) * np.hanning(m) * _db(rng.uniform(-12, -2))
 
     place("steps", walker, 3.0)
@@ -293,18 +293,18 @@ def _events(rng: np.random.Generator, p: dict, n: int) -> np.ndarray:
     place("hiss", lambda: S.decaying_burst(rng, 1.5, 2000.0, 12000.0, rng.uniform(0.2, 0.6)) * _db(rng.uniform(-8, 0)))
     if p["ticks"] is not None:  # a bus indicator: regular clicks through the whole recording
         period, phase = rng.uniform(0.35, 0.45), rng.uniform(0, 0.4)
-        for t in np.arange(phase, n / SR, period):
-            S.add_at(fg, S.decaying_burst(rng, 0.02, 1000.0, 6000.0, 0.003) * 0.5, int(t * SR))
+        for t in np.arange(phase, n / SAMPLE_RATE, period):
+            S.add_at(fg, S.decaying_burst(rng, 0.02, 1000.0, 6000.0, 0.003) * 0.5, int(t * SAMPLE_RATE))
     place("horn", lambda: S.beep(rng, city["horn"] * rng.uniform(0.8, 1.25), rng.uniform(0.2, 0.8), 1, 0.1) * _db(rng.uniform(-4, 4)))
-    place("siren", lambda: S.unit_rms(S.tones(city["horn"] * 2.0 * (1.2 + 0.25 * np.sin(2 * np.pi * 0.5 * np.arange(4 * SR) / SR)), [1.0, 0.4, 0.2], 4 * SR, rng)) * _db(rng.uniform(-10, 0)), 2.0)
+    place("siren", lambda: S.unit_rms(S.tones(city["horn"] * 2.0 * (1.2 + 0.25 * np.sin(2 * np.pi * 0.5 * np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE)), [1.0, 0.4, 0.2], 4 * SAMPLE_RATE, rng)) * _db(rng.uniform(-10, 0)), 2.0)
     place("bell", lambda: S.chime(rng, [city["chime"][0] * 2.0] * int(rng.integers(1, 3)), 0.25) * _db(rng.uniform(-8, 0)))
     return fg
 
 
 def render_recording(params: dict, rng: np.random.Generator, seconds: int = RECORDING_SECONDS) -> np.ndarray:
-    """Mix one recording (float64 [seconds * SR]) at a location: bed, continuous sources, events and room."""
+    """Mix one recording (float64 [seconds * SAMPLE_RATE]) at a location: bed, continuous sources, events and room."""
     p = _jitter(rng, params)
-    n = seconds * SR
+    n = seconds * SAMPLE_RATE
     dry, room = _continuous(rng, p, n)
     room += _events(rng, p, n) * _db(p["fg"])  # events are about as loud as the bed while active, times fg
     ir = S.reverb_ir(rng, p["rt60"], p["room_brightness"])

@@ -1,20 +1,18 @@
-"""The embedded data set: a generated stand-in for TAU Urban Acoustic Scenes 2022 Mobile, with exactly its layout.
+"""Writing the embedded data set: presets, the plan of recordings, rendering in worker processes, tables and data card.
 
 `synthesize(out_dir, preset, seed)` plans locations and recordings (10 s; the tutorial preset's test recordings 5 s)
-per scene and city, renders every recording through each device that captured it (a near-flat; b, c real-device-like; s1..s6 simulated from a), cuts it into 1 s
-clips and writes audio/, meta.csv, split_setup/ and a data card. Same preset and seed -> byte-identical files.
+per scene and city, renders every recording through each device that captured it (a near-flat; b, c real-device-like;
+s1..s6 simulated from a), cuts it into 1 s clips and writes audio/, meta.csv, split_setup/ and a data card.
+Same preset and seed -> byte-identical files.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import multiprocessing as mp
 import os
 import shutil
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,13 +20,23 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from asc_utils.data.devices import DEVICE_SPECS, render_devices
-from asc_utils.data.scenes import SR, city_traits, location_params, render_recording
+from asc_utils.audio import SAMPLE_RATE
+from asc_utils.errors import UserError
 from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES
+from asc_utils.synth.devices import DEVICE_SPECS, render_devices
+from asc_utils.synth.scenes import city_traits, location_params, render_recording
 
 GENERATOR_VERSION = "1.1"
 TRAIN_SPLITS = (5, 10, 25, 50, 100)
 _OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", ".cache")
+
+
+class UnknownPresetError(UserError, ValueError):
+    """`synthesize` was asked for a preset that does not exist."""
+
+
+class DataSetExistsError(UserError, FileExistsError):
+    """The output folder already holds a data set and overwriting was not asked for."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ def clip_name(r: _Recording, sub: int, device: str) -> str:
 def _write_clip(path: Path, wave: np.ndarray) -> None:
     """Write one 24-bit clip; encoded in memory first (soundfile syncs real files to disk on close, which is slow)."""
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(wave, -1.0, 1.0).astype(np.float32), SR, subtype="PCM_24", format="WAV")
+    sf.write(buffer, np.clip(wave, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, subtype="PCM_24", format="WAV")
     path.write_bytes(buffer.getvalue())
 
 
@@ -152,7 +160,7 @@ def _render(job: tuple[_Recording, int, str]) -> int:
     rngs = {d: np.random.default_rng([seed, 4, r.index, i]) for i, d in enumerate(DEVICES)}
     for device, wave in render_devices(scene, r.devices, rngs).items():
         for sub in range(r.clips):
-            _write_clip(Path(out) / clip_name(r, sub, device), wave[sub * SR : (sub + 1) * SR])
+            _write_clip(Path(out) / clip_name(r, sub, device), wave[sub * SAMPLE_RATE : (sub + 1) * SAMPLE_RATE])
     return len(r.devices) * r.clips
 
 
@@ -194,13 +202,13 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
     card = {
         "name": f"embedded TAU22-layout data set ({preset.name})",
         "synthetic": True,
-        "statement": "All audio here is synthetic: generated procedurally by asc_utils.data.synthetic. It has the layout and "
+        "statement": "All audio here is synthetic: generated procedurally by asc_utils.synth. It has the layout and "
         "device setup of TAU Urban Acoustic Scenes 2022 Mobile but contains no recorded sound; results on it are not TAU22 results.",
-        "generator": "asc_utils.data.synthetic",
+        "generator": "asc_utils.synth",
         "generator_version": GENERATOR_VERSION,
         "preset": asdict(preset),
         "seed": seed,
-        "sample_rate": SR,
+        "sample_rate": SAMPLE_RATE,
         "clip_seconds": 1,
         "recording_seconds": preset.clips_per_recording,
         "test_recording_seconds": preset.test_clips,
@@ -240,7 +248,7 @@ def _prepare(out: Path, overwrite: bool) -> None:
     """Make out ready: refuse to mix with an existing data set unless overwrite, then remove only our own files."""
     existing = [name for name in _OWNED if (out / name).exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise DataSetExistsError(
             f"'{out}' already holds a data set ({', '.join(existing)}). Expected an empty or new folder; "
             "pass overwrite=True (CLI: --overwrite) to replace it, or choose another --out."
         )
@@ -254,7 +262,7 @@ def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int =
                workers: int | None = None, progress: bool = True) -> Path:
     """Generate the embedded data set (TAU22 layout) into out_dir; presets 'tiny', 'tutorial', 'tau25'."""
     if preset not in PRESETS:
-        raise ValueError(f"Unknown preset '{preset}'. Expected one of {', '.join(PRESETS)}.")
+        raise UnknownPresetError(f"Unknown preset '{preset}'. Expected one of {', '.join(PRESETS)}.")
     spec, out = PRESETS[preset], Path(out_dir)
     _prepare(out, overwrite)
     recordings = plan(spec, seed)
@@ -281,18 +289,3 @@ def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int =
     _write_card(out, spec, seed, meta_rows, splits)
     _write_table(out / "meta.csv", ["filename", "scene_label", "identifier", "source_label"], meta_rows)  # last: marks completion
     return out
-
-
-def cli_synth(args: argparse.Namespace) -> int:
-    """`asc data synth`: generate the embedded data set and print where it went."""
-    start = time.perf_counter()
-    try:
-        out = synthesize(args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite)
-    except (ValueError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    card = json.loads((out / "data_card.json").read_text(encoding="utf-8"))
-    sizes = ", ".join(f"{name} {c['clips']}" for name, c in card["splits"].items())
-    print(f"Wrote {card['meta_rows']} synthetic clips to {out} in {time.perf_counter() - start:.1f} s ({sizes}).")
-    print(f"See {out / 'DATA_CARD.md'}; use it with DATA_DIR='{out}' or ASC_DATA_DIR={out}.")
-    return 0

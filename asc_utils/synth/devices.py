@@ -1,10 +1,9 @@
-"""Recording devices of the embedded data set, built from one documented family of microphone-like responses.
+"""Recording devices of the embedded data set: each one fixed instance of the microphone-like family, plus gain, noise.
 
-The family (`mic_like_response`) draws a smooth magnitude response — a high-pass and a low-pass corner, a spectral tilt,
-a few resonant peaks and notches and a gentle ripple — and turns it into a short minimum-phase impulse response.
-Each device of the embedded data set is one fixed instance of the family (seeded with `DEVICE_FAMILY_SEED`), plus gain,
-a noise floor and mild compression. `asc_utils.augment` draws its own instances from the same family with other seeds,
-so no device response is ever reused as an augmentation response (`device_response` lets tests check that).
+Every device's response is drawn from `asc_utils.responses` (the family of microphone-like responses) with the seed
+[DEVICE_FAMILY_SEED, k] reserved for it; the generated DIRs of `asc_utils.dirs` draw from the same family with seeds of
+their own, so no device response is ever reused as an augmentation response (`device_response` lets tests check that).
+On top of its response a device has a gain, a noise floor and mild compression (`render_devices`).
 """
 
 from __future__ import annotations
@@ -14,56 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
-SR = 44_100
-DEVICE_FAMILY_SEED = 20_220_601  # seeds [DEVICE_FAMILY_SEED, k] are reserved for the devices below; use any other seed elsewhere
-IR_TAPS = 2048
-_FFT = 16_384
-
-
-def _smooth_curve_db(rng: np.random.Generator, logf: np.ndarray, knots: int, std_db: float) -> np.ndarray:
-    """A smooth random curve in dB over log-frequency (linear interpolation between random knots)."""
-    xs = np.linspace(logf[0], logf[-1], knots)
-    return np.interp(logf, xs, rng.normal(0.0, std_db, knots))
-
-
-def mic_like_magnitude_db(rng: np.random.Generator, freqs: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Draw one magnitude response (dB, 0 dB = unchanged) of the microphone-like family on the given frequencies (Hz)."""
-    f = np.maximum(freqs, 1.0)
-    logf = np.log2(f)
-    s = float(strength)
-    lo = 20.0 * (rng.uniform(50.0, 300.0) / 20.0) ** min(s, 1.5)  # high-pass corner: 20 Hz (flat) .. 50-300 Hz (small capsule)
-    hi = 20_000.0 * (rng.uniform(6_000.0, 16_000.0) / 20_000.0) ** min(s, 1.5)  # low-pass corner
-    order_lo, order_hi = rng.uniform(1.0, 2.5), rng.uniform(1.5, 4.0)
-    db = -10.0 * np.log10(1.0 + (lo / f) ** (2 * order_lo)) - 10.0 * np.log10(1.0 + (f / hi) ** (2 * order_hi))
-    db += s * rng.normal(0.0, 1.5) * (logf - np.log2(1000.0))  # tilt, dB per octave around 1 kHz
-    for _ in range(rng.integers(2, 5)):  # resonances (capsule, housing) and notches (reflections)
-        fc = 2.0 ** rng.uniform(np.log2(150.0), np.log2(12_000.0))
-        gain = s * rng.normal(0.0, 5.0)
-        bw_oct = rng.uniform(0.2, 1.2)
-        db += gain * np.exp(-0.5 * ((logf - np.log2(fc)) / (bw_oct / 2.0)) ** 2)
-    db += s * _smooth_curve_db(rng, logf, 12, 1.5)
-    return db
-
-
-def _minimum_phase_ir(mag_db: np.ndarray, taps: int) -> np.ndarray:
-    """Minimum-phase impulse response with the given magnitude (dB on an rfft grid of size _FFT), faded out to `taps`."""
-    log_mag = np.log(10.0 ** (mag_db / 20.0) + 1e-9)
-    cep = np.fft.irfft(log_mag, _FFT)
-    fold = np.zeros(_FFT)
-    fold[0] = cep[0]
-    fold[1 : _FFT // 2] = 2.0 * cep[1 : _FFT // 2]
-    fold[_FFT // 2] = cep[_FFT // 2]
-    ir = np.fft.irfft(np.exp(np.fft.rfft(fold)), _FFT)[:taps]
-    fade = taps // 4
-    ir[-fade:] *= 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade)))
-    return ir
-
-
-def mic_like_response(rng: np.random.Generator, strength: float = 1.0, taps: int = IR_TAPS) -> np.ndarray:
-    """Draw one impulse response (float32 [taps], unit energy) from the family of microphone-like responses."""
-    freqs = np.fft.rfftfreq(_FFT, 1.0 / SR)
-    ir = _minimum_phase_ir(mic_like_magnitude_db(rng, freqs, strength), taps)
-    return (ir / np.sqrt(np.sum(ir**2))).astype(np.float32)
+from asc_utils.audio import SAMPLE_RATE
+from asc_utils.responses import DEVICE_FAMILY_SEED, IR_TAPS, mic_like_response
+from asc_utils.synth.sources import fast_len
 
 
 @dataclass(frozen=True)
@@ -107,12 +59,14 @@ def device_response(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _response_spectrum(name: str, size: int) -> np.ndarray:
+    """A device's response with its gain, as an rfft of the given size."""
     return np.fft.rfft(device_response(name).astype(np.float64), size) * 10.0 ** (DEVICE_SPECS[name].gain_db / 20.0)
 
 
 @lru_cache(maxsize=64)
 def _noise_shape(size: int, tilt: float) -> np.ndarray:
-    f = np.maximum(np.fft.rfftfreq(size, 1.0 / SR), 20.0)
+    """Amplitude per rfft bin of a noise tilted by `tilt` dB per octave around 1 kHz, scaled to unit RMS after irfft(size)."""
+    f = np.maximum(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), 20.0)
     shape = 10.0 ** (tilt * np.log2(f / 1000.0) / 20.0)
     return shape * np.sqrt(size / 2.0) / np.sqrt(np.mean(shape**2))
 
@@ -125,7 +79,7 @@ def _noise_spectrum(rng: np.random.Generator, size: int, tilt: float) -> np.ndar
 
 def _compress(x: np.ndarray, threshold_dbfs: float, ratio: float) -> np.ndarray:
     """Feed-forward compressor: gain from the RMS of 10 ms blocks, interpolated between block centres."""
-    block = SR // 100
+    block = SAMPLE_RATE // 100
     m = len(x) // block
     level = 10.0 * np.log10(np.mean(x[: m * block].reshape(m, block) ** 2, axis=1) + 1e-12)
     gain_db = -np.maximum(level - threshold_dbfs, 0.0) * (1.0 - 1.0 / ratio)
@@ -139,8 +93,6 @@ def render_devices(scene: np.ndarray, devices: tuple[str, ...], rngs: dict[str, 
     Real devices (a, b, c) record the scene itself; simulated devices (s1..s6) start from device a's rendering,
     as TAU's simulated devices were made from device a's recordings.
     """
-    from asc_utils.data.sources import fast_len
-
     n = len(scene)
     size = fast_len(n + IR_TAPS - 1)
     scene_spec = np.fft.rfft(scene, size)
