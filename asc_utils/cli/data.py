@@ -1,4 +1,4 @@
-"""`asc data ...`: generate the embedded data set, check a data folder."""
+"""`asc data ...`: generate the embedded data set, check a data folder, fetch a subset of the real TAU22 clips."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import time
 
 from asc_utils.cli.common import positive, quote
 from asc_utils.data.check import check_data_dir
+from asc_utils.data.fetch import SUBSETS, ZENODO_URL, fetch
 from asc_utils.synth import PRESETS, synthesize
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `data synth` and `data check`."""
-    data = sub.add_parser("data", help="the TAU22 data layer: generate the embedded data set, check a data folder")
+    """Add `data synth`, `data check` and `data fetch`."""
+    data = sub.add_parser("data", help="the TAU22 data layer: generate the embedded data set, check a data folder, fetch real clips")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     p = data_sub.add_parser("synth", help="generate the embedded TAU22-layout data set")
@@ -27,6 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser("check", help="verify a TAU22 folder (meta, splits, every audio file, per-device counts)")
     p.add_argument("--data-dir", required=True, help="the data folder to check")
     p.set_defaults(func=run_check)
+
+    p = data_sub.add_parser("fetch", help="download a subset of the real TAU22 clips (single files out of the Zenodo archives)",
+                            description="Reads the central directories of the TAU22 zip archives with HTTP range requests and "
+                                        "downloads only the clips of a subset, each CRC-checked; resumes after an interruption. "
+                                        "Subsets: mini (about 476 MB), test (about 3.9 GB), split25 (split25 + test).")
+    p.add_argument("--dest", required=True, help="new or empty folder (or one an earlier fetch of the same subset wrote)")
+    p.add_argument("--subset", default="mini", choices=list(SUBSETS), help="which clips (default: %(default)s)")
+    p.add_argument("--base-url", default=None, help=f"folder URL of the release archives (default: {ZENODO_URL})")
+    p.add_argument("--workers", type=positive(int), default=4, help="parallel requests (default: %(default)s)")
+    p.add_argument("--from-archives", default=None, metavar="DIR",
+                   help="read local copies of the archives in DIR (meta.zip + audio archives) instead of HTTP")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mini subset's selection (default: %(default)s)")
+    p.set_defaults(func=run_fetch)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -50,3 +64,13 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"  PROBLEM {problem}")
     print(f"{len(result.problems)} problem(s) found." if result.problems else "All checks passed.")
     return 0 if result.ok else 1
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """`asc data fetch`: fetch a subset of the real TAU22 clips and say how to use it."""
+    report = fetch(args.dest, subset=args.subset, base_url=args.base_url, workers=args.workers,
+                   from_archives=args.from_archives, seed=args.seed)
+    print(report.summary())
+    print(f"See {report.dest / 'DATA_CARD.md'} (licence: non-commercial, attribution); use it with "
+          f"DATA_DIR={quote(report.dest)} or ASC_DATA_DIR={quote(report.dest)}.")
+    return 0
