@@ -1,5 +1,6 @@
 # Two commands do all set-up (see README.md):
 #   make tutorial   create .venv, install, generate the embedded data set, run every notebook headless
+#                   (with ASC_DATA_DIR set: run them on that folder instead, generating nothing)
 #   make test       create .venv, install, run the test suite
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -31,8 +32,15 @@ $(DATA_STAMP): | $(STAMP)
 
 data: $(DATA_STAMP)
 
+# With ASC_DATA_DIR set (e.g. the real TAU22 folder) the notebooks run on that folder and nothing is generated;
+# otherwise on the embedded data set, generated first when needed.
+ifneq ($(strip $(ASC_DATA_DIR)),)
+tutorial: $(STAMP)
+	$(BIN)/asc tutorial --data-dir "$(ASC_DATA_DIR)" --out $(OUT)
+else
 tutorial: $(STAMP) $(DATA_STAMP)
 	$(BIN)/asc tutorial --data-dir $(DATA) --out $(OUT)
+endif
 
 smoke: $(STAMP)
 	$(BIN)/asc tutorial --smoke --out outputs/smoke

@@ -7,7 +7,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from asc_utils.paths import default_data_dir
+from asc_utils.paths import default_data_dir, shell_quote
 
 # import name -> distribution name
 PACKAGES: dict[str, str] = {
@@ -71,18 +71,23 @@ def check_accelerator() -> bool:
 
 def check_data_dir(data_dir: str | Path | None = None) -> bool:
     """Print the data line: `asc_utils.data.check.check_data_dir` (what `asc data check` runs) in one line; True if ok."""
+    import os
+
     from asc_utils.data.check import check_data_dir as check_folder
+    from asc_utils.paths import DATA_ENV
 
     path = Path(data_dir) if data_dir else default_data_dir()
+    source = f" (from ${DATA_ENV})" if not data_dir and os.environ.get(DATA_ENV) else ""
     result = check_folder(path)
     kind = "embedded (synthetic) data set" if result.embedded else "TAU22 layout"
-    if not result.exists:
-        return _line(False, "data directory", f"{path} does not exist (or is not a folder) -> run `make data` for the embedded set, or set "
-                     "ASC_DATA_DIR to your TAU22 folder")
+    if not result.exists:  # a file (the problem says so and what to do) or a missing folder
+        todo = "" if path.exists() else f" -> run `make data` for the embedded set, or set {DATA_ENV} to your TAU22 folder"
+        return _line(False, "data directory", f"{path}{source}: {result.problems[0]}{todo}")
     if not result.ok:
-        return _line(False, "data directory", f"{path} ({kind}): {len(result.problems)} problem(s), the first: "
-                     f"{result.problems[0]} -> run `asc data check --data-dir {path}` for all of them")
-    return _line(True, "data directory", f"{path} ({kind}; `asc data check` finds no problem)")
+        return _line(False, "data directory", f"{path}{source} ({kind}): {len(result.problems)} problem(s), the first: "
+                     f"{result.problems[0]} -> run `asc data check --data-dir {shell_quote(path)}` for all of them")
+    notes = "; ".join(n for n in result.notes if "downloaded on first use" in n)
+    return _line(True, "data directory", f"{path}{source} ({kind}; `asc data check` finds no problem{'; ' + notes if notes else ''})")
 
 
 def run_checks(data_dir: str | Path | None = None) -> bool:

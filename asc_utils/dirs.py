@@ -91,24 +91,55 @@ def download_micirp(dest: str | os.PathLike | None = None, base_url: str | None 
 
     Files already present with the right hash are skipped; an interrupted file resumes from its '.part' file; a file
     with the wrong hash is deleted and reported. base_url (default $ASC_MICIRP_URL, else MICIRP_URL) points to a mirror.
+    A failure raises DownloadError with one paragraph: the URL and the error, where the files go, and the alternatives.
+    Folders this call created are removed again when a failure leaves them empty; nothing else is deleted.
     """
     dest = Path(dest).expanduser() if dest is not None else micirp_dir()
     base = base_url or os.environ.get(MICIRP_URL_ENV) or MICIRP_URL
     base = base if base.endswith("/") else base + "/"
     checksums = micirp_checksums()
-    for name, digest in tqdm(checksums.items(), desc="MicIRP", unit="file", disable=not progress):
+    created = []  # the folders this call will create (download() makes them), deepest first
+    for folder in (dest, *dest.parents):
+        if folder.exists():
+            break
+        created.append(folder)
+    for name, digest in tqdm(checksums.items(), desc="MicIRP", unit="file", disable=not progress, leave=False):
         target = dest / name
         if target.exists() and sha256_of(target) == digest:
             continue
         try:
             download(base + urllib.parse.quote(name), target, sha256=digest, progress=False)
         except DownloadError as exc:
-            done = sum((dest / n).exists() for n in checksums)
-            raise DownloadError(
-                f"MicIRP download stopped at '{name}' ({done} of {len(checksums)} files in '{dest}'). {exc} "
-                "Run download_micirp again to continue; files already verified are kept."
-            ) from exc
+            for folder in created:  # empty folders of this call only; rmdir never removes a folder with files
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            raise DownloadError(_micirp_failure(exc, name, dest, base, checksums), url=exc.url, dest=exc.dest,
+                                reason=exc.reason, kind=exc.kind, partial=exc.partial) from exc
     return dest
+
+
+def _micirp_failure(exc: DownloadError, name: str, dest: Path, base: str, checksums: dict[str, str]) -> str:
+    """One paragraph for a failed MicIRP download: what failed, where the files go, and what to do instead."""
+    done = sum((dest / n).is_file() for n in checksums)
+    url = exc.url or base + urllib.parse.quote(name)
+    if exc.kind == "checksum":
+        what = f"{url} did not arrive intact: {exc.reason}; the corrupt download was deleted."
+    elif exc.kind == "http":
+        what = f"{url} failed: {exc.reason}: the URL (or mirror) {base} does not serve the MicIRP files."
+    else:
+        what = f"{url} failed: {exc.reason}. Are you offline, or is the server unreachable?"
+    there = f"{done} of {len(checksums)} verified files are there and are kept" if done else "none is there yet"
+    kept = f"; the partial download of {name} is resumed next time" if exc.partial else ""
+    return (
+        f"MicIRP download stopped at '{name}': {what} The {len(checksums)} impulse responses go to '{dest}' ({there}{kept}). "
+        "Run the same command again to continue (`asc dirs download`, or "
+        "asc_utils.dirs.download_micirp() in Python), or fetch the files elsewhere: from a mirror that holds them with "
+        f"`--base-url URL` (base_url=..., or ${MICIRP_URL_ENV}), or by hand into that folder. Training does not need the "
+        "download: give a folder of impulse responses you have as .wav files with `asc train base --dir-dir FOLDER` "
+        f"(TrainConfig(dir_dir=...) in Python, or ${DIR_DIR_ENV}); without one, training uses generated responses."
+    )
 
 
 def generated_named_dirs(n: int = 24, seed: int = 0, taps: int = IR_TAPS) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -16,7 +17,26 @@ CHUNK = 1 << 16
 
 
 class DownloadError(UserError, RuntimeError):
-    """A file could not be downloaded or did not match its expected checksum."""
+    """A file could not be downloaded or did not match its expected checksum.
+
+    Besides the message it carries what callers need to explain the failure in their own words: `url`, `dest`, `reason`
+    (the network error or the checksum mismatch, in words), `kind` ("network": no answer; "http": the server answered
+    with an error status; "checksum": the file arrived but differs) and `partial` (a kept '.part' file, resumed next time).
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, dest: Path | None = None, reason: str | None = None,
+                 kind: str = "network", partial: Path | None = None) -> None:
+        super().__init__(message)
+        self.url, self.dest, self.reason, self.kind, self.partial = url, dest, reason, kind, partial
+
+
+def _reason(exc: BaseException) -> str:
+    """A network error in words: the HTTP status, or the underlying error of a URLError (e.g. connection refused)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -39,10 +59,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "asc-tutorial"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "asc-tutorial"})  # ValueError for a malformed URL
+        if offset:
+            request.add_header("Range", f"bytes={offset}-")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if offset and response.status != 206:  # server ignored the range: start again
                 offset = 0
@@ -54,14 +74,19 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
                 for block in iter(lambda: response.read(CHUNK), b""):
                     fh.write(block)
                     bar.update(len(block))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException, ValueError) as exc:
         kept = part.exists() and part.stat().st_size > 0
         if not kept:
             part.unlink(missing_ok=True)
+        kind = "http" if isinstance(exc, urllib.error.HTTPError) else "network"
+        reason = _reason(exc)
+        hint = ("the URL (or the mirror) does not serve this file" if kind == "http"
+                else "are you offline, or is the server unreachable?")
         raise DownloadError(
-            f"Could not download {url} -> {dest}: {exc}. Are you offline? Download the file by hand and place it at "
-            f"'{dest}', or pass the path of a local copy."
-            + (f" The partial download in '{part}' is resumed next time." if kept else "")
+            f"Could not download {url}: {reason} ({hint}). The file would go to '{dest}': download it by hand and place it "
+            "there, or pass the path of a local copy."
+            + (f" The partial download in '{part}' is resumed next time." if kept else ""),
+            url=url, dest=dest, reason=reason, kind=kind, partial=part if kept else None,
         ) from exc
     if sha256 is not None:
         found = sha256_of(part)
@@ -69,7 +94,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
             part.unlink(missing_ok=True)
             raise DownloadError(
                 f"Checksum mismatch for {url}: expected sha256 {sha256}, found {found}. The corrupt download was deleted; "
-                "try again, or check that the URL still serves the original file."
+                "try again, or check that the URL still serves the original file.",
+                url=url, dest=dest, reason=f"Checksum mismatch (expected sha256 {sha256}, found {found})", kind="checksum",
             )
     os.replace(part, dest)
     return dest

@@ -33,7 +33,7 @@ from asc_utils.data import load_split_arrays
 from asc_utils.features import FrontendConfig, LogMelFrontend
 from asc_utils.labels import CLASSES, DEVICE_GROUPS, DEVICES
 from asc_utils.multidevice import MultiDeviceModel
-from asc_utils.paths import default_data_dir
+from asc_utils.paths import default_data_dir, shell_quote
 from asc_utils.recipe import TrainError, resolve_device
 
 # predict_logits(waves [B, N] float32 on the CPU, device ids) -> logits [B, 10]
@@ -90,7 +90,8 @@ def make_predictor(model: nn.Module, frontend_config: FrontendConfig | None = No
 def _batches(arrays: Any, batch_size: int, progress: bool, desc: str) -> Iterator[tuple[torch.Tensor, list[str]]]:
     n = len(arrays.labels)
     if n == 0:
-        raise ValueError("the evaluation split holds no clips: check the split file of the data folder.")
+        raise TrainError("the evaluation split holds no clips: expected at least one row in its split file under split_setup/ "
+                         "of the data folder; check that file, or evaluate another split (--split).")
     for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         stop = min(start + batch_size, n)
         yield torch.from_numpy(np.asarray(arrays.waves[start:stop], dtype=np.float32)), list(arrays.devices[start:stop])
@@ -317,7 +318,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path | None = None, split:
     model, frontend_config, run = runs.load_run_model(run_dir)
     data_dir = Path(data_dir or run.get("data_dir") or default_data_dir())
     if not (data_dir / "meta.csv").exists():
-        raise TrainError(f"no TAU22 data set at {data_dir} (no meta.csv); pass --data-dir with the folder the run was trained on.")
+        raise TrainError(f"no TAU22 data set at {data_dir} (no meta.csv); pass the data folder the run was trained on: "
+                         f"`asc eval --run {shell_quote(run_dir)} --data-dir DATA_FOLDER`.")
     arrays = load_split_arrays(data_dir, split, progress=progress)
     compute = resolve_device(device)
     multi = runs.run_kind(run) == "devices"

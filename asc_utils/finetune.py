@@ -8,14 +8,17 @@ same loop as stage 1 (`asc_utils.train.fit`). A run folder of `asc train devices
     devices/<id>/            one `fit` run per device (config.json, checkpoint.pt, history.csv/json, model.pt when done)
     multidevice.pt           the general model + every device model in one file (written when all devices are done)
 
-A device whose model.pt exists is finished; `resume=True` (`--resume`) skips it and continues an interrupted device from
-its checkpoint. `asc eval` on such a folder evaluates the multi-device model and its general model alone, side by side
-(`asc_utils.evaluate.evaluate_run`).
+A device whose model.pt exists is finished; `resume=True` (`--resume`) skips it, continues an interrupted device from
+its checkpoint and starts a device without one again. Without `resume` the new run replaces a run in out_dir as a whole
+(deleted once the first device has written its first checkpoint, put back when the new run fails before that;
+`asc_utils.runs.replace_run`), and one process at a time trains into a folder (`asc_utils.runs.lock_run`). `asc eval` on
+such a folder evaluates the multi-device model and its general model alone, side by side (`asc_utils.evaluate.evaluate_run`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,6 +61,9 @@ def finetune_devices(base_run: str | Path, out_dir: str | Path, data_dir: str | 
     base_info = runs.read_config(base_run)
     if runs.run_kind(base_info) != "base":
         raise TrainError(f"{base_run} is a run of kind {base_info.get('kind')!r}; --base needs a stage-1 run of `asc train base`.")
+    if out_dir.resolve() == base_run.resolve() or out_dir.resolve() in base_run.resolve().parents:
+        raise TrainError(f"--out {out_dir} would hold the base run {base_run} (the stage-2 run replaces its folder's content); "
+                         "choose an --out folder outside the base run.")
     general, base_config = runs.load_base_model(base_run)
     data_dir = Path(data_dir or base_info.get("data_dir") or default_data_dir())
     if not (data_dir / "meta.csv").exists():
@@ -72,34 +78,39 @@ def finetune_devices(base_run: str | Path, out_dir: str | Path, data_dir: str | 
         "frontend": base_info["frontend"],
         "speed_layer": fast,
     }
-    _start_run_folder(out_dir, run_info, resume)
-    arrays = load_split_arrays(data_dir, base_config.split, progress=progress)
-    models, histories = {}, {}
-    bar = tqdm(devices, desc="devices", unit="device", disable=not progress)
-    for device in bar:
-        bar.set_postfix(device=device)
-        models[device], histories[device] = _finetune_one(general, arrays, finetune_config(base_config, device, **overrides),
-                                                          runs.device_run_dir(out_dir, device), resume, progress, run_info,
-                                                          fast)
-    model = MultiDeviceModel(general, models, model_name=base_config.model, frontend_config=FrontendConfig(**run_info["frontend"]))
-    model.save(out_dir / runs.MULTIDEVICE, extra=run_info)
-    return FinetuneResult(model.eval(), histories, out_dir)
+
+    def run_devices(on_checkpoint: Callable[[], None] | None) -> FinetuneResult:
+        arrays = load_split_arrays(data_dir, base_config.split, progress=progress)
+        models, histories = {}, {}
+        bar = tqdm(devices, desc="devices", unit="device", disable=not progress)
+        for device in bar:
+            bar.set_postfix(device=device)
+            models[device], histories[device] = _finetune_one(general, arrays, finetune_config(base_config, device, **overrides),
+                                                              runs.device_run_dir(out_dir, device), resume, progress, run_info,
+                                                              fast, on_checkpoint)
+        model = MultiDeviceModel(general, models, model_name=base_config.model,
+                                 frontend_config=FrontendConfig(**run_info["frontend"]))
+        model.save(out_dir / runs.MULTIDEVICE, extra=run_info)
+        return FinetuneResult(model.eval(), histories, out_dir)
+
+    with runs.lock_run(out_dir):
+        if resume:
+            _check_same_devices_run(out_dir, run_info, base_run)
+            return run_devices(None)
+        with runs.replace_run(out_dir) as replacement:
+            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            runs.write_config(out_dir, {**run_info, "torch": torch.__version__, "created": created})
+            return run_devices(replacement.commit)
 
 
-def _start_run_folder(out_dir: Path, run_info: dict, resume: bool) -> None:
-    """Write config.json; when resuming, first check that the folder holds the same fine-tuning run."""
-    if resume and (out_dir / runs.CONFIG).exists():
-        saved = runs.read_config(out_dir)
-        wanted, found = _resume_key(run_info), _resume_key(saved)
-        diff = sorted(k for k in wanted if found[k] != wanted[k])
-        if diff:
-            raise TrainError(f"{out_dir} holds a different run ({', '.join(diff)} differ); resume with the same "
-                             "--base and settings, or choose another --out folder.")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / runs.MULTIDEVICE).unlink(missing_ok=True)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    runs.write_config(out_dir, {**run_info, "torch": torch.__version__, "created": created})
+def _check_same_devices_run(out_dir: Path, run_info: dict, base_run: Path) -> None:
+    """Before resuming: out_dir must hold the same fine-tuning run (an error that says what it holds otherwise)."""
+    saved = runs.require_resumable(out_dir, "devices", base_run)
+    wanted, found = _resume_key(run_info), _resume_key(saved)
+    diff = sorted(k for k in wanted if found[k] != wanted[k])
+    if diff:
+        raise TrainError(f"{out_dir} holds a different run ({', '.join(diff)} differ); resume with the same "
+                         "--base and settings, or choose another --out folder.")
 
 
 def _resume_key(info: dict) -> dict:
@@ -108,8 +119,8 @@ def _resume_key(info: dict) -> dict:
             "stage2": {**info.get("stage2", {}), "device": None}}
 
 
-def _finetune_one(general: torch.nn.Module, arrays: Any, config: TrainConfig, dev_dir: Path, resume: bool,
-                  progress: bool, run_info: dict, fast: bool) -> tuple[torch.nn.Module, list[dict]]:
+def _finetune_one(general: torch.nn.Module, arrays: Any, config: TrainConfig, dev_dir: Path, resume: bool, progress: bool,
+                  run_info: dict, fast: bool, on_checkpoint: Callable[[], None] | None) -> tuple[torch.nn.Module, list[dict]]:
     """Fine-tune (or, when resuming a finished device, load) one device's copy of the general model."""
     device = config.devices[0]
     if resume and (dev_dir / runs.MODEL).exists():
@@ -118,8 +129,11 @@ def _finetune_one(general: torch.nn.Module, arrays: Any, config: TrainConfig, de
             if progress:
                 tqdm.write(f"device {device}: already fine-tuned in {dev_dir}, skipped")
             return model, runs.read_history(dev_dir)
+    continued = resume and (dev_dir / runs.CHECKPOINT).exists()  # else the device starts (again) from the general model
     if progress:
-        tqdm.write(f"device {device}: fine-tuning all parameters for {config.epochs} epochs")
+        tqdm.write(f"device {device}: {'continuing' if continued else 'fine-tuning'} all parameters for {config.epochs} epochs")
     info = {"kind": "device", "device": device, "base_run": run_info["base_run"], "data_dir": run_info["data_dir"]}
-    result = fit(copy.deepcopy(general), arrays, config, dev_dir, resume=resume, info=info, progress=progress, fast=fast)
+    after_epoch = (lambda row: on_checkpoint()) if on_checkpoint is not None else None
+    result = fit(copy.deepcopy(general), arrays, config, dev_dir, resume=continued, info=info, progress=progress, fast=fast,
+                 on_epoch_end=after_epoch)
     return result.model.cpu().eval(), result.history

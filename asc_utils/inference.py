@@ -133,7 +133,11 @@ def _from_state_dict(state: Mapping[str, torch.Tensor], path: Path) -> MultiDevi
 
 
 def get_model_for_device(model: MultiDeviceModel, device_id: str) -> nn.Module:
-    """The network that handles clips of `device_id` (unknown devices fall back to the general model)."""
+    """The network that handles clips of `device_id` (case-insensitive; devices without a network use the general model).
+
+    Unseen DCASE2025 devices (s4-s10) use the general model silently; an unknown id such as 'xyz' or '' warns
+    (`asc_utils.multidevice.UnknownDeviceWarning`).
+    """
     return model.get_model_for_device(device_id)
 
 
@@ -183,13 +187,17 @@ def _frontend(model: MultiDeviceModel, device: torch.device, fast: bool) -> LogM
 
 @torch.no_grad()
 def predict_waveforms(model: MultiDeviceModel, waves: torch.Tensor | np.ndarray, device_ids: Sequence[str],
-                      use_cuda: bool = True, batch_size: int = 256, progress: bool = False, fast: bool = True) -> torch.Tensor:
+                      use_cuda: bool = True, batch_size: int = 256, progress: bool = False, fast: bool = True,
+                      warn_unknown: bool = True) -> torch.Tensor:
     """Logits [N, classes] (fp32, CPU) for waveforms [N, samples]: fp32 front end, then each device's network (fp16 on CUDA).
 
     `fast=False` computes with the readable front end and network instead of the speed layer (same logits up to rounding).
+    Unknown device ids warn once per call (`warn_unknown=False`: the caller checked them already).
     """
     if len(waves) != len(device_ids):
         raise InputListError(f"Got {len(waves)} waveforms but {len(device_ids)} device ids: give one device id per waveform.")
+    if warn_unknown:
+        model.warn_unknown_devices(device_ids)
     device = _target_device(use_cuda)
     frontend = _frontend(model, device, fast)
     if device.type == "cpu":
@@ -200,7 +208,7 @@ def predict_waveforms(model: MultiDeviceModel, waves: torch.Tensor | np.ndarray,
     for start in tqdm(range(0, len(waves), batch_size), desc="predict", disable=not progress, leave=False):
         batch = torch.as_tensor(np.asarray(waves[start : start + batch_size], dtype=np.float32)).to(device)
         mel = frontend(batch).to(dtype)
-        outputs.append(net(mel, list(device_ids[start : start + batch_size])).float().cpu())
+        outputs.append(net(mel, list(device_ids[start : start + batch_size]), warn_unknown=False).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0, len(CLASSES))
 
 
@@ -208,13 +216,15 @@ def predict_files(model: MultiDeviceModel, file_paths: Sequence[str | os.PathLik
                   batch_size: int = 256, progress: bool = True, fast: bool = True) -> torch.Tensor:
     """Logits [N, classes] (fp32, CPU) of a loaded model for audio files, read batch by batch (never all at once)."""
     paths, ids = _check_lists(file_paths, device_ids)
+    model.warn_unknown_devices(ids)  # once for the whole list, not once per batch
     if _target_device(use_cuda).type == "cpu":
         model = _cpu_network(model, fast)  # once here, not once per batch in predict_waveforms
     outputs = [torch.empty(0, len(CLASSES))]
     for start in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
         chunk_paths, chunk_ids = paths[start : start + batch_size], ids[start : start + batch_size]
         waves = torch.stack(load_inputs(chunk_paths, chunk_ids, model))
-        outputs.append(predict_waveforms(model, waves, chunk_ids, use_cuda=use_cuda, batch_size=batch_size, fast=fast))
+        outputs.append(predict_waveforms(model, waves, chunk_ids, use_cuda=use_cuda, batch_size=batch_size, fast=fast,
+                                         warn_unknown=False))
     return torch.cat(outputs)
 
 
@@ -222,6 +232,10 @@ def predict(file_paths: Sequence[str | os.PathLike], device_ids: Sequence[str], 
             use_cuda: bool = True, batch_size: int = 256, progress: bool = True, fast: bool = True) -> tuple[list[torch.Tensor], list[str]]:
     """Logits (one [10] tensor per file, fp16 networks as in the challenge) and the class order (the DCASE2025 API).
 
+    `device_ids` are case-insensitive ('A' is device 'a'). Each clip goes to the network of its device; devices without a
+    network of their own use the general model: the unseen DCASE2025 devices (s4-s10, e.g. 's9') silently, as the challenge
+    intends, while an id that is no DCASE2025 device and no device of the model (e.g. 'xyz' or '') is most likely a mistake
+    in the input list, so the call warns once (`asc_utils.multidevice.UnknownDeviceWarning`), listing those ids.
     `fast=False` runs the readable front end and network instead of the speed layer (the same logits up to rounding).
     """
     _check_lists(file_paths, device_ids)  # fail on bad input before loading (or downloading) a model

@@ -4,6 +4,9 @@ DCASE2025 Task 1 gives the recording device id with every test clip, so a system
 device. `MultiDeviceModel.forward(x, devices)` routes every example of a batch to the network of its device: the batch
 is grouped by device (one forward pass per device present, not one per example) and the results are put back in the
 original order. Devices without a network of their own (the unseen s4-s6, s7-s10, anything unknown) use the general model.
+Device ids are case-insensitive ('A' is device 'a'). An id that is neither a DCASE2025 device (a, b, c, s1-s10) nor one of
+the model's own devices (e.g. 'xyz', '') is most likely a mistake in the input list: it still uses the general model, and
+each call warns once (`UnknownDeviceWarning`), listing those ids.
 Each device network is a complete model: the DCASE complexity limits apply to each of them on its own.
 """
 
@@ -12,16 +15,28 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from asc_utils.features import FrontendConfig
+from asc_utils.labels import DCASE_COMPLEXITY_DEVICES
 
 FILE_FORMAT = "asc-multidevice-v1"  # the "format" entry of a saved file
 GENERAL = "general"  # the key of the general model in device -> model mappings
+KNOWN_DEVICES = DCASE_COMPLEXITY_DEVICES  # the device ids of DCASE2025 (a, b, c, s1-s10): no warning for these
+
+
+class UnknownDeviceWarning(UserWarning):
+    """Device ids that are neither DCASE2025 devices nor devices of the model; their clips use the general model."""
+
+
+def normalise_device_id(device_id: object) -> object:
+    """The form device ids are compared in: lower case without surrounding spaces ('A ' -> 'a'); non-strings unchanged."""
+    return device_id.strip().lower() if isinstance(device_id, str) else device_id
 
 
 class MultiDeviceModel(nn.Module):
@@ -31,8 +46,12 @@ class MultiDeviceModel(nn.Module):
                  model_name: str = "sntl_task1_2", frontend_config: FrontendConfig | None = None) -> None:
         super().__init__()
         device_models = dict(device_models or {})
-        if GENERAL in device_models:
+        if any(normalise_device_id(d) == GENERAL for d in device_models):
             raise ValueError(f"'{GENERAL}' is reserved for the general model; it cannot also be a device id.")
+        normalised = [normalise_device_id(d) for d in device_models]
+        clashes = sorted({d for d in device_models if normalised.count(normalise_device_id(d)) > 1})
+        if clashes:
+            raise ValueError(f"Device ids are case-insensitive, but {clashes} name the same device; give one network per device.")
         self.general = general
         self.device_models = nn.ModuleDict(device_models)
         self.model_name = model_name  # the asc_utils.models.build_model name of every network in here
@@ -43,19 +62,58 @@ class MultiDeviceModel(nn.Module):
         """The device ids that have a network of their own."""
         return tuple(self.device_models.keys())
 
-    def get_model_for_device(self, device_id: str) -> nn.Module:
-        """The network for a device id: its fine-tuned copy, or the general model for devices without one."""
-        return self.device_models[device_id] if device_id in self.device_models else self.general
+    def _keys(self) -> dict[object, str]:
+        """Normalised device id -> key in device_models."""
+        return {normalise_device_id(d): d for d in self.device_models}
 
-    def forward(self, x: torch.Tensor, devices: Sequence[str]) -> torch.Tensor:
-        """Route each example to its device's network: one forward pass per device group, results in the input order."""
+    def unknown_devices(self, device_ids: Iterable[object]) -> list[object]:
+        """The distinct ids (as given, in order) that are neither DCASE2025 devices nor devices of this model."""
+        known = set(KNOWN_DEVICES) | set(self._keys())
+        return list(dict.fromkeys(d for d in device_ids if normalise_device_id(d) not in known))
+
+    def warn_unknown_devices(self, device_ids: Iterable[object]) -> list[object]:
+        """Warn once (UnknownDeviceWarning) when some ids are unknown (see `unknown_devices`); return those ids."""
+        device_ids = list(device_ids)
+        unknown = self.unknown_devices(device_ids)
+        if unknown:
+            unknown_forms = {normalise_device_id(u) for u in unknown}
+            clips = sum(normalise_device_id(d) in unknown_forms for d in device_ids)
+            count = f" ({clips} of {len(device_ids)} clips)" if len(device_ids) > 1 else ""
+            own = f" or this model's devices {list(self.devices)}" if set(self._keys()) - set(KNOWN_DEVICES) else ""
+            warnings.warn(
+                f"Unknown device id(s) {unknown[:10]}{' ...' if len(unknown) > 10 else ''}{count}: "
+                f"expected the DCASE2025 ids {', '.join(KNOWN_DEVICES)}{own} (case-insensitive). These clips use the general "
+                "model; check the device_id column of the input list.", UnknownDeviceWarning, stacklevel=3)
+        return unknown
+
+    def _key_for(self, device_id: object, keys: Mapping[object, str]) -> str:
+        """The device_models key handling a device id, or GENERAL."""
+        return keys.get(normalise_device_id(device_id), GENERAL)
+
+    def get_model_for_device(self, device_id: str) -> nn.Module:
+        """The network for a device id (case-insensitive): its fine-tuned copy, or the general model for devices without one.
+
+        Unseen DCASE2025 devices (e.g. 's9') use the general model silently; an unknown id (e.g. 'xyz') warns.
+        """
+        self.warn_unknown_devices([device_id])
+        return self._network(self._key_for(device_id, self._keys()))
+
+    def forward(self, x: torch.Tensor, devices: Sequence[str], warn_unknown: bool = True) -> torch.Tensor:
+        """Route each example to its device's network: one forward pass per device group, results in the input order.
+
+        Device ids are case-insensitive; unknown ids use the general model and warn once per call (unless `warn_unknown`
+        is False, for callers that checked the whole input list already).
+        """
         if isinstance(devices, str) or len(devices) != x.shape[0]:
             found = "a single string" if isinstance(devices, str) else f"{len(devices)} device ids"
             raise ValueError(f"Expected one device id per example ({x.shape[0]} examples in the batch), got {found}. "
                              "Pass a list such as ['a', 'b', ...].")
+        if warn_unknown:
+            self.warn_unknown_devices(devices)
+        keys = self._keys()
         groups: dict[str, list[int]] = {}  # network key -> positions in the batch, in order of first appearance
         for i, device in enumerate(devices):
-            groups.setdefault(device if device in self.device_models else GENERAL, []).append(i)
+            groups.setdefault(self._key_for(device, keys), []).append(i)
         if len(groups) == 1:  # the common case in evaluation: a whole batch from one device
             return self._network(next(iter(groups)))(x)
         out = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 DATA_ENV = "ASC_DATA_DIR"
@@ -25,3 +26,8 @@ def cache_dir() -> Path:
     value = os.environ.get(CACHE_ENV)
     path = Path(value).expanduser() if value else Path.home() / ".cache" / "asc-tutorial"
     return path
+
+
+def shell_quote(path: object) -> str:
+    """A path as a shell needs it in a suggested command (quoted when it holds spaces or other special characters)."""
+    return shlex.quote(str(path))

@@ -28,6 +28,7 @@ from asc_utils.data import load_split_arrays
 from asc_utils.dirs import default_dirs
 from asc_utils.features import LogMelFrontend
 from asc_utils.models import build_model
+from asc_utils.paths import shell_quote
 from asc_utils.recipe import TrainConfig, TrainError, resolve_device, warmup_cosine
 
 __all__ = ["FitResult", "TrainConfig", "TrainError", "Trainer", "fit", "resolve_device", "train_base", "training_rows",
@@ -154,29 +155,36 @@ def fit(
     """Train `model` on `arrays` (a SplitArrays: .waves [N, samples], .labels, .devices, .filenames) as `config` says.
 
     Writes config.json, history.csv/json, checkpoint.pt (atomically, every epoch) and finally model.pt into out_dir.
-    `resume=True` continues from checkpoint.pt and ends bit-exactly where an uninterrupted run would (on CPU).
+    A new run replaces a run already in out_dir as a whole: the old folder is deleted once the new run has written its
+    first checkpoint, and put back when it fails before that (`asc_utils.runs.replace_run`); a folder holding anything
+    else is refused. One process at a time trains into a folder (`asc_utils.runs.lock_run`).
+    `resume=True` continues from checkpoint.pt (an error when there is none) and ends bit-exactly where an uninterrupted
+    run would (on CPU).
     `dirs` are the impulse responses for DIR augmentation (default: augment.default_dirs(config.dir_dir)).
     `on_epoch_end(row)` is called after each epoch's checkpoint (e.g. to draw live curves).
     `fast=False` trains the readable modules without the speed layer (the same results up to float rounding).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = training_rows(arrays, config.devices)
-    signature = _signature(arrays, rows)
-    dir_source = None
-    if config.dir_p > 0 and dirs is None:
-        dirs, dir_source = default_dirs(config.dir_dir)
-    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
-    history: list[dict] = []
-    start_epoch = 0
-    torch.manual_seed(config.seed)  # dropout and frequency masks draw from the global generator
-    trainer = Trainer(model, config, steps_per_epoch, dirs, fast=fast)
-    if resume and (out_dir / runs.CHECKPOINT).exists():
-        state = runs.load_checkpoint(out_dir, map_location=trainer.device)
-        _check_same_run(state, config, signature, out_dir)
-        trainer.load_state_dict(state)
-        history, start_epoch = state["history"], state["epoch"]
-    else:
+    with runs.lock_run(out_dir):
+        rows = training_rows(arrays, config.devices)
+        signature = _signature(arrays, rows)
+        dir_source = None
+        if config.dir_p > 0 and dirs is None:
+            dirs, dir_source = default_dirs(config.dir_dir)
+        steps_per_epoch = math.ceil(len(rows) / config.batch_size)
+        torch.manual_seed(config.seed)  # dropout and frequency masks draw from the global generator
+        trainer = Trainer(model, config, steps_per_epoch, dirs, fast=fast)
+        if resume:
+            state = runs.load_checkpoint(out_dir, map_location=trainer.device)
+            _check_same_run(state, config, signature, out_dir)
+            try:
+                trainer.load_state_dict(state)
+            except (KeyError, RuntimeError, TypeError, ValueError) as exc:  # a checkpoint of another network or version
+                raise TrainError(f"{out_dir / runs.CHECKPOINT} does not fit this run's network and optimiser "
+                                 f"({str(exc)[:300]}); it cannot be continued. Start the run again in a new --out "
+                                 "folder.") from exc
+            return _epochs(trainer, arrays, rows, signature, out_dir, state["history"], state["epoch"], on_epoch_end,
+                           progress, fast)
         run_info = {
             "kind": "base",
             "train": config.to_dict(),
@@ -188,8 +196,22 @@ def fit(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **(info or {}),
         }
-        runs.write_config(out_dir, run_info)
-        (out_dir / runs.MODEL).unlink(missing_ok=True)
+        with runs.replace_run(out_dir) as replacement:
+            runs.write_config(out_dir, run_info)
+
+            def after_epoch(row: dict) -> None:
+                replacement.commit()  # the new run has its first checkpoint: the run it replaces goes
+                if on_epoch_end is not None:
+                    on_epoch_end(row)
+
+            return _epochs(trainer, arrays, rows, signature, out_dir, [], 0, after_epoch, progress, fast)
+
+
+def _epochs(trainer: Trainer, arrays: Any, rows: np.ndarray, signature: str, out_dir: Path, history: list[dict],
+            start_epoch: int, on_epoch_end: Callable[[dict], None] | None, progress: bool, fast: bool) -> FitResult:
+    """The epochs from start_epoch on: train, checkpoint and history after each, model.pt at the end."""
+    config = trainer.config
+    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
     labels = torch.tensor(np.asarray(arrays.labels)[rows], dtype=torch.int64)
     devices = [arrays.devices[i] for i in rows]
     # On a GPU the clips stay resident in its memory (float16: 3 GB for TAU22's 25 % split); on the CPU they are read
@@ -243,14 +265,20 @@ def _check_same_run(state: dict, config: TrainConfig, signature: str, out_dir: P
 
 def train_base(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, resume: bool = False, progress: bool = True,
                fast: bool = True) -> FitResult:
-    """Stage 1: load the split's cached arrays, build a fresh model (seeded) and fit it."""
+    """Stage 1: load the split's cached arrays, build a fresh model (seeded) and fit it (see `fit` for out_dir and resume)."""
     data_dir = Path(data_dir)
     if not (data_dir / "meta.csv").exists():
         raise TrainError(f"no TAU22 data set at {data_dir} (expected meta.csv, audio/ and split_setup/). "
-                         f"Generate the embedded one with `asc data synth --preset tutorial --out {data_dir}` "
-                         "or point --data-dir / $ASC_DATA_DIR at your TAU22 folder.")
-    arrays = load_split_arrays(data_dir, config.split, progress=progress)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model)
-    return fit(model, arrays, config, out_dir, resume=resume, progress=progress, fast=fast,
-               info={"data_dir": str(data_dir.resolve())})
+                         f"Point --data-dir / $ASC_DATA_DIR at your TAU22 folder (`asc data check --data-dir {shell_quote(data_dir)}` "
+                         "explains what it lacks), or generate the embedded data set into a new folder with "
+                         "`asc data synth --preset tutorial --out data/tutorial` and use that.")
+    with runs.lock_run(out_dir):  # held from before the (possibly long) caching of the clips to the end of training
+        if resume:
+            runs.require_resumable(out_dir, "base")
+        else:
+            runs.check_replaceable(out_dir)
+        arrays = load_split_arrays(data_dir, config.split, progress=progress)
+        torch.manual_seed(config.seed)
+        model = build_model(config.model)
+        return fit(model, arrays, config, out_dir, resume=resume, progress=progress, fast=fast,
+                   info={"data_dir": str(data_dir.resolve())})

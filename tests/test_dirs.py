@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -107,13 +108,47 @@ def test_corrupted_download_is_rejected_and_removed(micirp: Path, serve_dir, tmp
     dest = tmp_path / "micirp"
     with pytest.raises(DownloadError, match="Altec_639.wav.*Checksum mismatch"):
         download_micirp(dest, progress=False)
-    assert not list(dest.iterdir()), "nothing of the corrupt file may stay on disk"
+    assert not dest.exists(), "nothing of the corrupt file may stay on disk (the folder this call created included)"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("a file of the user's")
+    with pytest.raises(DownloadError, match="Checksum mismatch"):
+        download_micirp(dest, progress=False)
+    assert [p.name for p in dest.iterdir()] == ["mine.txt"], "a folder that existed before is kept, with its files"
 
 
 def test_cli_download(micirp: Path, serve_dir, tmp_path: Path, capsys) -> None:
     assert asc_main(["dirs", "download", "--dest", str(tmp_path / "m"), "--base-url", serve_dir(micirp)]) == 0
     assert "66 verified" in capsys.readouterr().out
     assert len(list((tmp_path / "m").glob("*.wav"))) == 66
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 on which nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_download_offline_explains_in_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    dest = tmp_path / "new" / "micirp"
+    base = f"http://127.0.0.1:{_closed_port()}/dirs"
+    assert asc_main(["dirs", "download", "--dest", str(dest), "--base-url", base]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    err = err[err.index("error: "):]  # after the progress bar
+    assert err.count("\n") == 1, "one paragraph"
+    assert f"{base}/Altec_639.wav failed: [Errno 111] Connection refused" in err and "offline" in err, "URL and network error"
+    assert f"go to '{dest}' (none is there yet)" in err, "where the files would go"
+    assert "--base-url URL" in err and "asc train base --dir-dir FOLDER" in err, "the manual alternatives"
+    assert err.rstrip().endswith("training uses generated responses."), "ends in words, not in a Python name"
+    assert not (tmp_path / "new").exists(), "the folders this command created are removed again"
+
+
+def test_cli_download_from_a_mirror_without_the_files(serve_dir, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
+    assert asc_main(["dirs", "download", "--dest", str(tmp_path / "m"), "--base-url", serve_dir(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "HTTP 404" in err and "does not serve the MicIRP files" in err and "offline" not in err
 
 
 def _magnitude_db(wave: torch.Tensor, n_fft: int = 16_384) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,27 @@ def test_download_resumes_a_partial_file(payload, serve_dir, tmp_path: Path) -> 
     assert serve_dir.requests[-1] == ("/file.bin", "bytes=1000-"), "the partial file was not resumed"
 
 
+def _closed_port() -> int:
+    """A port on 127.0.0.1 on which nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_offline_error_is_explained(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="offline"):
-        download("http://127.0.0.1:9/none.bin", tmp_path / "none.bin", progress=False, timeout=2)
-    assert not (tmp_path / "none.bin").exists()
+    url = f"http://127.0.0.1:{_closed_port()}/none.bin"
+    with pytest.raises(DownloadError, match="offline") as info:
+        download(url, tmp_path / "none.bin", progress=False, timeout=2)
+    error = info.value
+    assert (error.url, error.dest, error.kind, error.partial) == (url, tmp_path / "none.bin", "network", None)
+    assert "refused" in error.reason.lower() and error.reason in str(error) and str(tmp_path / "none.bin") in str(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error_and_malformed_url_are_explained(payload, serve_dir, tmp_path: Path) -> None:
+    folder, _ = payload
+    with pytest.raises(DownloadError, match="HTTP 404.*does not serve this file") as info:
+        download(f"{serve_dir(folder)}/missing.bin", tmp_path / "dl" / "missing.bin", progress=False)
+    assert info.value.kind == "http" and not list((tmp_path / "dl").iterdir())
+    with pytest.raises(DownloadError, match="not-a-url"):  # urllib raises ValueError for this: still a DownloadError
+        download("not-a-url/file.bin", tmp_path / "dl" / "file.bin", progress=False)

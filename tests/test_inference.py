@@ -156,3 +156,27 @@ def test_bad_input_is_explained(tmp_path: Path, wav_files: list[Path]) -> None:
     torch.save({"weight": torch.zeros(3)}, tmp_path / "foreign.pt")
     with pytest.raises(inference.ModelFileError, match="fits none of the networks"):
         inference.load_model(tmp_path / "foreign.pt")
+
+
+def test_device_ids_are_case_insensitive_and_unknown_ids_warn_once(tmp_path: Path, wav_files: list[Path]) -> None:
+    import warnings
+
+    from asc_utils.multidevice import UnknownDeviceWarning
+
+    run = tmp_path / "run"
+    MultiDeviceModel(_net(0), {"a": _net(1), "b": _net(2)}).save(run / runs.MULTIDEVICE)
+    paths = [wav_files[0]] * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownDeviceWarning)  # 'A', 'B' and the unseen 's9' are valid ids
+        upper, _ = inference.predict(paths, ["A", "B", "s9", "S9"], run, use_cuda=False, batch_size=2, progress=False)
+        lower, _ = inference.predict(paths, ["a", "b", "s9", "s9"], run, use_cuda=False, batch_size=2, progress=False)
+        model = inference.load_model(run)
+        assert inference.get_model_for_device(model, "A") is model.device_models["a"]
+    torch.testing.assert_close(torch.stack(upper), torch.stack(lower), rtol=0, atol=0)
+    assert not torch.allclose(upper[0], upper[2], atol=1e-2), "'A' must use device a's network, not the general model"
+    with pytest.warns(UnknownDeviceWarning) as record:  # batch_size=1: four batches, still one warning
+        unknown, _ = inference.predict(paths, ["xyz", "", "a", "xyz"], run, use_cuda=False, batch_size=1, progress=False)
+    assert len(record) == 1 and "['xyz', '']" in str(record[0].message) and "3 of 4 clips" in str(record[0].message)
+    torch.testing.assert_close(unknown[0], lower[2], atol=1e-5, rtol=0)  # unknown -> the general model, like 's9'
+    with pytest.warns(UnknownDeviceWarning, match="xyz"):
+        assert inference.get_model_for_device(model, "xyz") is model.general

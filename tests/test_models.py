@@ -11,7 +11,7 @@ from torchinfo import summary
 from asc_utils.audio import read_wav
 from asc_utils.cp_mobile import make_divisible
 from asc_utils.features import LogMelFrontend
-from asc_utils.models import MODEL_INPUT_SIZES, MODEL_NAMES, ConvBN, SNTLNet, build_model, channel_shuffle
+from asc_utils.models import MODEL_INPUT_SIZES, MODEL_NAMES, SNTLNet, build_model, channel_shuffle
 from asc_utils.pretrained import load_published
 
 

@@ -1,9 +1,8 @@
-"""Option helpers shared by the command modules: positive numbers, the compute-device option, quoting for "Next:" hints."""
+"""Option helpers shared by the command modules: positive numbers, the compute-device option, --plain."""
 
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Callable
 
 from asc_utils.recipe import COMPUTE_DEVICES
@@ -34,8 +33,3 @@ def add_plain_option(parser: argparse.ArgumentParser) -> None:
     """--plain: run the readable modules instead of the speed layer (same results up to float rounding, slower)."""
     parser.add_argument("--plain", action="store_true",
                         help="compute with the readable front end and network, without the speed layer (asc_utils.speed)")
-
-
-def quote(path: object) -> str:
-    """A path as the shell needs it in a printed command."""
-    return shlex.quote(str(path))

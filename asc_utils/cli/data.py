@@ -6,9 +6,10 @@ import argparse
 import json
 import time
 
-from asc_utils.cli.common import positive, quote
+from asc_utils.cli.common import positive
 from asc_utils.data.check import check_data_dir
 from asc_utils.data.fetch import SUBSETS, ZENODO_URL, fetch
+from asc_utils.paths import shell_quote
 from asc_utils.synth import PRESETS, synthesize
 
 
@@ -50,18 +51,24 @@ def run_synth(args: argparse.Namespace) -> int:
     card = json.loads((out / "data_card.json").read_text(encoding="utf-8"))
     sizes = ", ".join(f"{name} {c['clips']}" for name, c in card["splits"].items())
     print(f"Wrote {card['meta_rows']} synthetic clips to {out} in {time.perf_counter() - start:.1f} s ({sizes}).")
-    print(f"See {out / 'DATA_CARD.md'}; use it with DATA_DIR={quote(out)} or ASC_DATA_DIR={quote(out)}.")
+    print(f"See {out / 'DATA_CARD.md'}; use it with DATA_DIR={shell_quote(out)} or ASC_DATA_DIR={shell_quote(out)}.")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
     """`asc data check --data-dir DIR`: print the findings; exit status 1 when there are problems."""
+    print(f"Checking {args.data_dir}", flush=True)
     result = check_data_dir(args.data_dir)
-    print(f"Checking {args.data_dir}")
     for note in result.notes:
         print(f"  ok    {note}")
     for problem in result.problems:
         print(f"  PROBLEM {problem}")
+    if result.files:
+        print("Audio files with problems:")
+        for kind, names in result.files.items():
+            print(f"  {kind}: {len(names):,} file(s)")
+            for name in names:
+                print(f"    {name}")
     print(f"{len(result.problems)} problem(s) found." if result.problems else "All checks passed.")
     return 0 if result.ok else 1
 
@@ -72,5 +79,5 @@ def run_fetch(args: argparse.Namespace) -> int:
                    from_archives=args.from_archives, seed=args.seed)
     print(report.summary())
     print(f"See {report.dest / 'DATA_CARD.md'} (licence: non-commercial, attribution); use it with "
-          f"DATA_DIR={quote(report.dest)} or ASC_DATA_DIR={quote(report.dest)}.")
+          f"DATA_DIR={shell_quote(report.dest)} or ASC_DATA_DIR={shell_quote(report.dest)}.")
     return 0

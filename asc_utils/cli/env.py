@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data set folder passed to the notebooks as DATA_DIR")
     p.add_argument("--smoke", action="store_true", help="SMOKE=True: shrink every notebook to seconds")
     p.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name contains one of these strings")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="extra notebook parameter (Python literal)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a notebook parameter (a Python literal); checked against the selected notebooks' "
+                        "parameters cells before anything runs: the name must be defined there, the value must have the "
+                        "type of its default")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     p.set_defaults(func=run_tutorial)
 
@@ -32,16 +35,18 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_tutorial(args: argparse.Namespace) -> int:
-    """`asc tutorial`: run the notebooks and print the summary; exit 1 if any failed."""
+    """`asc tutorial`: check the parameters, run the notebooks and print the summary; exit 1 if any failed."""
     params = runner.parse_params(args.param)
     if args.smoke:
         params["SMOKE"] = True
     if args.data_dir:
         params["DATA_DIR"] = str(Path(args.data_dir).resolve())
-    results = runner.run_all(args.out, params, only=args.only, html=not args.no_html, report=lambda line: print(line, flush=True))
-    if not results:
-        print("No notebooks matched.")
+    if not runner.select_notebooks(args.only):
+        names = ", ".join(p.name for p in runner.notebook_paths()) or "none"
+        print(f"No notebook name contains any of {args.only}; the notebooks are: {names}. Nothing was run.")
         return 1
+    # run_all checks every override against the selected notebooks' parameters cells before it runs anything
+    results = runner.run_all(args.out, params, only=args.only, html=not args.no_html, report=lambda line: print(line, flush=True))
     table = runner.summary_table(results)
     print("\n" + table)
     out = Path(args.out)

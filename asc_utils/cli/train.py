@@ -13,12 +13,12 @@ import typing
 from pathlib import Path
 
 from asc_utils import runs
-from asc_utils.cli.common import add_plain_option, quote
+from asc_utils.cli.common import add_plain_option
 from asc_utils.data.tau import TRAIN_SPLIT_NAMES
 from asc_utils.finetune import finetune_devices
 from asc_utils.labels import TRAIN_DEVICES
 from asc_utils.models import MODEL_NAMES
-from asc_utils.paths import default_data_dir
+from asc_utils.paths import default_data_dir, shell_quote
 from asc_utils.recipe import COMPUTE_DEVICES, OPTIMIZERS, STAGE2_SETTINGS, TrainConfig, TrainError
 from asc_utils.train import train_base
 
@@ -27,6 +27,8 @@ CHOICES: dict[str, tuple[str, ...]] = {"model": MODEL_NAMES, "split": TRAIN_SPLI
 RECIPE = TrainConfig()
 BASE_EXCLUDED = ("devices",)  # stage 1 trains on every device of the split
 DEVICES_EXCLUDED = ("devices", "model", "split")  # stage 2 keeps the base run's network and split
+OVERWRITE_HELP = ("replace the run in --out: the old run is deleted once the new one has written its first checkpoint "
+                  "(and kept when it fails before that); a folder holding anything else is refused")
 
 
 def _scalar_type(annotation: object) -> type:
@@ -73,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dir", action="store_true", help="switch off device impulse response (DIR) augmentation (= --dir-p 0)")
     p.add_argument("--no-mixstyle", action="store_true", help="switch off Frequency-MixStyle (= --mixstyle-p 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (with its settings)")
-    p.add_argument("--overwrite", action="store_true", help="start again even if --out already holds a run")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     add_plain_option(p)
     add_config_options(p, BASE_EXCLUDED, RECIPE.to_dict(), "recipe")
     p.set_defaults(func=run_base)
@@ -82,41 +84,73 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", required=True, help="finished stage-1 run folder (of `asc train base`)")
     p.add_argument("--out", required=True, help="run folder for config.json, devices/<id>/ runs and multidevice.pt")
     p.add_argument("--data-dir", default=None, help="data set folder (default: the one the base run was trained on)")
-    p.add_argument("--devices", nargs="+", default=list(TRAIN_DEVICES), choices=TRAIN_DEVICES, metavar="DEVICE",
-                   help="devices to fine-tune (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="skip finished devices, continue an interrupted one from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start again even if --out already holds a run")
+    p.add_argument("--devices", nargs="+", default=None, choices=TRAIN_DEVICES, metavar="DEVICE",
+                   help=f"devices to fine-tune (default: {' '.join(TRAIN_DEVICES)}, or the resumed run's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out with its settings: skip finished devices, "
+                   "continue an interrupted one from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     add_plain_option(p)
     add_config_options(p, DEVICES_EXCLUDED, STAGE2_SETTINGS, "stage 2, else the base run's")
     p.set_defaults(func=run_devices)
 
 
+def _one_of_resume_overwrite(args: argparse.Namespace) -> None:
+    """--resume (continue the run) and --overwrite (replace it) exclude each other."""
+    if args.resume and args.overwrite:
+        raise TrainError("--resume continues the run in --out and --overwrite replaces it; pass only one of them.")
+
+
+def _refuse_existing_run(out: Path, overwrite: bool, kind: str, command: str) -> None:
+    """A new run may go into a new or empty folder, or replace a run of ours with --overwrite; anything else is refused."""
+    found = runs.folder_kind(out)
+    if found is not None and not overwrite:
+        resumable = found == kind and (kind == "devices" or (out / runs.CHECKPOINT).is_file())
+        resume = f"Continue it with `{command} --resume`, or add" if resumable else "Add"
+        raise TrainError(f"{out} already holds {runs.describe_folder(out)}; nothing was changed. {resume} --overwrite to this "
+                         "command to replace it (the old run is deleted once the new one has written its first checkpoint), "
+                         "or choose another --out folder.")
+    runs.check_replaceable(out)
+
+
 def run_base(args: argparse.Namespace) -> int:
-    """Stage-1 training of the general model into a run folder (--resume continues it)."""
+    """Stage-1 training of the general model into a run folder (--resume continues it, --overwrite replaces it)."""
     out = Path(args.out)
-    started = (out / runs.CHECKPOINT).exists()
-    if started and not (args.resume or args.overwrite):
-        raise TrainError(f"{out} already holds a run. Pass --resume to continue it or --overwrite to start again.")
-    saved = runs.read_config(out) if args.resume and started else {}  # a resumed run keeps its own settings and data
-    base = TrainConfig.from_dict(saved["train"]) if saved else RECIPE
-    config = dataclasses.replace(base, **config_overrides(args, BASE_EXCLUDED))
-    data_dir = args.data_dir or saved.get("data_dir") or default_data_dir()
-    result = train_base(data_dir, out, config, resume=args.resume, fast=not args.plain)
+    _one_of_resume_overwrite(args)
+    with runs.lock_run(out):  # refuses a second process at once, before the clips are cached
+        if args.resume:
+            saved = runs.require_resumable(out, "base")  # a resumed run keeps its own settings and data
+        else:
+            _refuse_existing_run(out, args.overwrite, "base", f"asc train base --out {shell_quote(out)}")
+            saved = {}
+        base = TrainConfig.from_dict(saved["train"]) if saved else RECIPE
+        config = dataclasses.replace(base, **config_overrides(args, BASE_EXCLUDED))
+        data_dir = args.data_dir or saved.get("data_dir") or default_data_dir()
+        result = train_base(data_dir, out, config, resume=args.resume, fast=not args.plain)
     last = result.history[-1]
     print(f"done: {len(result.history)} epochs, last loss {last['loss']:.4f}, train acc {last['train_acc']:.3f}; "
-          f"model in {out / runs.MODEL}. Next: asc eval --run {quote(out)}")
+          f"model in {out / runs.MODEL}. Next: asc eval --run {shell_quote(out)}")
     return 0
 
 
 def run_devices(args: argparse.Namespace) -> int:
-    """Stage-2 fine-tuning of one model per training device, on top of a stage-1 run."""
+    """Stage-2 fine-tuning of one model per training device, on top of a stage-1 run (--resume keeps the run's settings)."""
     out = Path(args.out)
-    if (out / runs.CONFIG).exists() and not (args.resume or args.overwrite):
-        raise TrainError(f"{out} already holds a run. Pass --resume to continue it or --overwrite to start again.")
+    _one_of_resume_overwrite(args)
     overrides = config_overrides(args, DEVICES_EXCLUDED)
-    result = finetune_devices(args.base, out, args.data_dir, tuple(args.devices), resume=args.resume, fast=not args.plain,
-                              **overrides)
+    devices, data_dir = args.devices, args.data_dir
+    with runs.lock_run(out):
+        if args.resume:
+            saved = runs.require_resumable(out, "devices", args.base)
+            settable = {f.name for f in dataclasses.fields(TrainConfig)} - set(DEVICES_EXCLUDED)
+            overrides = {**{k: v for k, v in saved.get("stage2", {}).items() if k in settable}, **overrides}
+            devices = devices or saved.get("devices")
+            data_dir = data_dir or saved.get("data_dir")
+        else:
+            command = f"asc train devices --base {shell_quote(args.base)} --out {shell_quote(out)}"
+            _refuse_existing_run(out, args.overwrite, "devices", command)
+        result = finetune_devices(args.base, out, data_dir, tuple(devices or TRAIN_DEVICES), resume=args.resume,
+                                  fast=not args.plain, **overrides)
     for device, history in result.histories.items():
         print(f"device {device}: {len(history)} epochs, last loss {history[-1]['loss']:.4f}, train acc {history[-1]['train_acc']:.3f}")
-    print(f"done: {out / runs.MULTIDEVICE}. Next: asc eval --run {quote(out)}   (general vs device-specific side by side)")
+    print(f"done: {out / runs.MULTIDEVICE}. Next: asc eval --run {shell_quote(out)}   (general vs device-specific side by side)")
     return 0

@@ -1,14 +1,19 @@
 """A cached in-memory form of a split: all clips in one memory-mapped .npy, built once with a progress bar.
 
-The cache file is keyed by a hash of the split's file list (plus meta.csv's size and modification time, so a
-regenerated data set with the same names is not served stale). It lives in <data dir>/.cache when that folder is
-writable, else in asc_utils.paths.cache_dir(). A new key replaces the old cache file of the same split.
+The cache file is keyed by a hash of the split's file list and of the size and modification time of meta.csv and of
+every listed wav file, so a regenerated data set or a single replaced clip is never served stale. It lives in
+<data dir>/.cache when that folder is writable, else in a folder of its own per data folder under
+asc_utils.paths.cache_dir(). A new key replaces the old cache file of the same split. Writes are atomic: the array is
+filled under a hidden temporary name (`.<split>-<key>.<host>-<pid>.npy`) and renamed when complete; temporaries left by a
+writer that was killed are removed by the next load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,21 +101,78 @@ def _balanced_order(rows: np.ndarray, labels: np.ndarray, seed: int, device: str
     return np.asarray(order, dtype=np.int64)
 
 
+_CACHE_NAME = re.compile(r"^(?P<split>split(?:5|10|25|50|100)|test)-[0-9a-f]{16}\.npy$")
+# temporaries: `.<split>-<key>.<host>-<pid>.npy`, and `.<split>-<key>.<pid>.npy` as earlier versions named them
+_TEMP_NAME = re.compile(r"^\.(?:split(?:5|10|25|50|100)|test)-[0-9a-f]{16}\.(?:(?P<host>[A-Za-z0-9]*)-)?(?P<pid>\d+)\.npy$")
+
+
+def _host() -> str:
+    """This machine's name as it appears in temporary file names (letters and digits only)."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())
+
+
 def _cache_folder(data_dir: Path) -> Path:
     local = data_dir / ".cache"
     if local.exists() and os.access(local, os.W_OK) or not local.exists() and os.access(data_dir, os.W_OK):
         return local
     from asc_utils.paths import cache_dir
 
-    return cache_dir() / "splits"
+    # one folder per data folder: replacing a stale cache must never remove another data folder's arrays
+    tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return cache_dir() / "splits" / f"{data_dir.resolve().name}-{tag}"
+
+
+def _process_alive(pid: int) -> bool:
+    """True when a process with this id runs on this machine (or may: it exists but belongs to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # e.g. an id out of range
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the cache temporaries in folder whose writer process is gone (killed mid-write); return what was deleted.
+
+    Only hidden files of this module's temporary naming pattern are considered; those of the current process, of a live
+    process, or written on another machine (a shared folder) are kept.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    me, host = os.getpid(), _host()
+    for entry in os.scandir(folder):
+        match = _TEMP_NAME.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match["pid"])
+        if pid == me or match["host"] not in (None, host) or _process_alive(pid):
+            continue
+        Path(entry.path).unlink(missing_ok=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _file_stamp(path: Path) -> str:
+    """Size and modification time of one file ('missing' when it is not there)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def cache_key(data_dir: str | os.PathLike, filenames: list[str], dtype: np.dtype) -> str:
-    """A short hash of the file list, the data folder, meta.csv's size and mtime, the dtype and the cache format."""
+    """A short hash of the cache format, dtype, data folder, meta.csv's and every listed file's size and mtime, and the list."""
     data_dir = Path(data_dir).resolve()
-    stat = (data_dir / "meta.csv").stat()
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{np.dtype(dtype).str}|{data_dir}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    digest.update("\n".join(filenames).encode())
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{np.dtype(dtype).str}|{data_dir}|{_file_stamp(data_dir / 'meta.csv')}\n".encode())
+    for filename in filenames:
+        digest.update(f"{filename}|{_file_stamp(data_dir / filename)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -123,21 +185,25 @@ def load_split_arrays(data_dir: str | os.PathLike, split: str, progress: bool = 
     folder = _cache_folder(data_dir)
     name = split_name(split)
     path = folder / f"{name}-{key}.npy"
+    remove_stale_temporaries(folder)
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{name}-{key}.{os.getpid()}.npy"
+        tmp = folder / f".{name}-{key}.{_host()}-{os.getpid()}.npy"
         try:
             waves = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(len(filenames), CLIP_SAMPLES))
             for i, filename in enumerate(tqdm(filenames, desc=f"caching {name}", unit="clip", disable=not progress)):
                 waves[i] = load_clip(data_dir / filename)
             waves.flush()
             del waves
+            with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
+                os.fsync(handle.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        for old in folder.glob(f"{name}-*.npy"):  # the file list changed: drop the stale cache
-            if old != path:
-                old.unlink(missing_ok=True)
+        for entry in os.scandir(folder):  # the files changed: drop the stale cache of this split (only our own names)
+            match = _CACHE_NAME.match(entry.name)
+            if match and match["split"] == name and entry.name != path.name:
+                Path(entry.path).unlink(missing_ok=True)
     return SplitArrays(
         waves=np.load(path, mmap_mode="r"),
         labels=table["label"].to_numpy(dtype=np.int64),

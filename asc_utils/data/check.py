@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from asc_utils.audio import CLIP_SAMPLES, SAMPLE_RATE
 from asc_utils.data.tau import (
@@ -21,12 +23,17 @@ from asc_utils.data.tau import (
     DataError,
     add_columns,
     device_counts,
+    new_embedded_hint,
     read_table,
+    regenerate_hint,
     split_dir,
 )
 from asc_utils.labels import CLASSES, DEVICES, UNSEEN_DEVICES
+from asc_utils.paths import shell_quote
 
-AUDIO_SAMPLE = 20  # files whose format (rate, channels, length) is inspected
+# the "generator" in the data card of an embedded data set (asc_utils.synth.writer; earlier versions: asc_utils.data.synthetic)
+GENERATOR_NAMES = ("asc_utils.synth", "asc_utils.data.synthetic")
+UNREADABLE = "cannot be read as wav (corrupt, empty or another format)"
 
 
 def _examples(items, k: int = 3) -> str:
@@ -73,8 +80,9 @@ def _check_meta(data_dir: Path, expected_rows: int | None, problems: list[str], 
     return meta
 
 
-def _check_audio(data_dir: Path, meta: pd.DataFrame, fix: str, problems: list[str], notes: list[str]) -> None:
-    """Every listed file present; a sample of files is 44.1 kHz, mono, 1 s."""
+def _check_audio(data_dir: Path, meta: pd.DataFrame, fix: str, problems: list[str], notes: list[str],
+                 files: dict[str, tuple[str, ...]], progress: bool) -> None:
+    """Every listed file present; every present file's header read (rate, channels, length; no decoding)."""
     import soundfile as sf
 
     audio = data_dir / "audio"
@@ -87,18 +95,33 @@ def _check_audio(data_dir: Path, meta: pd.DataFrame, fix: str, problems: list[st
     if extra > 0:
         notes.append(f"audio/ holds {extra:,} files that meta.csv does not list; they are ignored.")
     listed = [f for f in meta["filename"] if f in present]
-    step = max(1, len(listed) // AUDIO_SAMPLE)
-    for name in listed[::step][:AUDIO_SAMPLE]:
+    unreadable: list[str] = []
+    formats: dict[tuple[int, int, int], list[str]] = {}
+    for name in tqdm(listed, desc="checking audio", unit="file", disable=not progress):
         try:
             info = sf.info(str(data_dir / name))
-        except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
-            problems.append(f"'{data_dir / name}' cannot be read ({exc}); expected a wav file. Re-extract it.")
+        except Exception:  # soundfile raises LibsndfileError / RuntimeError / OSError for what it cannot open
+            unreadable.append(name)
             continue
-        if (info.samplerate, info.channels, info.frames) != (SAMPLE_RATE, 1, CLIP_SAMPLES):
-            problems.append(f"'{data_dir / name}' is {info.samplerate} Hz, {info.channels} channel(s), {info.frames} samples; "
-                            f"expected {SAMPLE_RATE:,} Hz mono with {CLIP_SAMPLES:,} samples. The loader would resample/mix/crop it, but a "
-                            "TAU22 folder should not need that: check that the files were not converted.")
-    notes.append(f"format checked on {min(len(listed), AUDIO_SAMPLE)} sample files (rate, channels, length).")
+        found = (int(info.samplerate), int(info.channels), int(info.frames))
+        if found != (SAMPLE_RATE, 1, CLIP_SAMPLES):
+            formats.setdefault(found, []).append(name)
+    if unreadable:
+        files[UNREADABLE] = tuple(unreadable)
+        problems.append(f"{len(unreadable):,} audio file(s) {UNREADABLE}: {_examples(unreadable, 5)}"
+                        f"{' (all listed below)' if len(unreadable) > 5 else ''}. Expected 1 s wav clips. {fix}")
+    for (rate, channels, frames), names in sorted(formats.items(), key=lambda item: -len(item[1])):
+        what = f"{rate:,} Hz, {channels} channel(s), {frames:,} samples"
+        files[what] = tuple(names)
+        if rate == SAMPLE_RATE and channels == 1 and frames < CLIP_SAMPLES:
+            cause = "shorter than 1 s: truncated (an interrupted copy or extraction)"
+        else:
+            cause = ("the loader would resample, mix or crop/pad them, but a TAU22 folder should not need that: the files "
+                     "were converted")
+        problems.append(f"{len(names):,} audio file(s) are {what}: {_examples(names, 5)}"
+                        f"{' (all listed below)' if len(names) > 5 else ''}. Expected {SAMPLE_RATE:,} Hz mono with "
+                        f"{CLIP_SAMPLES:,} samples; {cause}. {fix}")
+    notes.append(f"opened all {len(listed):,} audio files (header: rate, channels, length)")
 
 
 def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, problems: list[str], notes: list[str]) -> None:
@@ -107,18 +130,17 @@ def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, 
 
     folder = split_dir(data_dir)
     tables: dict[str, pd.DataFrame] = {}
+    to_download: list[str] = []
     for name in SPLIT_NAMES:
         path = folder / f"{name}.csv"
         if not path.exists():
             if card is not None and card.get("real_subset"):
                 problems.append(f"split_setup/{name}.csv is missing from the fetched TAU22 subset; write it again with "
-                                f"`asc data fetch --dest {data_dir} --subset {card['subset']}` (it keeps the clips it has).")
+                                f"`asc data fetch --dest {shell_quote(data_dir)} --subset {card['subset']}` (it keeps the clips it has).")
             elif card is not None:
-                problems.append(f"split_setup/{name}.csv is missing from the embedded data set; regenerate it with "
-                                f"`asc data synth --overwrite --out {data_dir}`.")
+                problems.append(f"split_setup/{name}.csv is missing from the embedded data set. {regenerate_hint(data_dir, card)}")
             else:
-                notes.append(f"{name}.csv is not in '{folder}' yet; it is downloaded on first use from "
-                             f"{SPLIT_URL.format(name=name + '.csv')} (needs internet), or put it there by hand.")
+                to_download.append(name)
             continue
         table = read_table(path)
         if "filename" not in table.columns:
@@ -134,6 +156,11 @@ def _check_splits(data_dir: Path, meta: pd.DataFrame | None, card: dict | None, 
                                 "the split file and meta.csv belong to different data sets.")
                 continue
         tables[name] = add_columns(table.assign(scene_label=table.get("scene_label", CLASSES[0])))
+    if to_download:  # the real TAU22 release does not ship the split files: not a problem
+        names = ", ".join(f"{n}.csv" for n in to_download)
+        where = "split_setup/ is not there yet" if not folder.exists() else f"{names} not in '{folder}' yet"
+        notes.append(f"{where}: the split files are downloaded on first use (from {SPLIT_URL.format(name='<name>.csv')}, "
+                     f"needs internet; sha256/nesting verified), or put them into '{folder}' by hand")
     present = [n for n in TRAIN_SPLIT_NAMES if n in tables]
     for small, big in zip(present, present[1:]):
         if not set(tables[small]["filename"]) <= set(tables[big]["filename"]):
@@ -168,8 +195,9 @@ def _read_card(data_dir: Path, problems: list[str]) -> dict | None:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        problems.append(f"'{path}' cannot be read ({exc}). Expected the data card that `asc data synth` writes; regenerate "
-                        f"the data set with `asc data synth --overwrite --out {data_dir}`, or delete the file for a TAU22 folder.")
+        problems.append(f"'{path}' cannot be read ({exc}). Expected the data card that `asc data synth` or `asc data fetch` "
+                        f"writes. For a data set you generated, generate it again into a new folder ({new_embedded_hint(data_dir)}); "
+                        "for a TAU22 folder, move the file out of the folder (it is not part of the release).")
         return None
     return card if isinstance(card, dict) and (card.get("synthetic") or card.get("real_subset")) else None
 
@@ -183,6 +211,7 @@ class DataCheck:
     embedded: bool  # the folder carries an embedded data set's data card
     problems: tuple[str, ...]
     notes: tuple[str, ...]  # what was checked and found in order, and harmless oddities
+    files: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # every audio file with a problem, by kind of problem
 
     @property
     def ok(self) -> bool:
@@ -190,43 +219,58 @@ class DataCheck:
         return not self.problems
 
 
-def check_data_dir(data_dir: str | os.PathLike) -> DataCheck:
+def check_data_dir(data_dir: str | os.PathLike, progress: bool = True) -> DataCheck:
     """Check a TAU22-layout data folder (real or embedded) and return a `DataCheck`; findings are returned, not raised.
 
     The one data-folder check of the project: `asc data check` prints every problem and note of it, `asc check` prints
     one line from it. `result.ok` is True when `result.problems` is empty. Checked: the folder, meta.csv (columns, row
-    count, consistency), the audio files (all present, a sample's rate/channels/length) and the split files (present,
-    known to meta.csv, nested, test clips per device, s4..s6 test-only, disjoint train and test locations).
+    count, consistency), the audio files (all present; every file's header: rate, channels, length, with a progress
+    bar) and the split files (present, known to meta.csv, nested, test clips per device, s4..s6 test-only, disjoint
+    train and test locations). Split files missing from a real TAU22 folder are a note: they are downloaded on first use.
     """
     data_dir = Path(data_dir).expanduser()
     problems: list[str] = []
     notes: list[str] = []
-    if not data_dir.is_dir():
-        problems.append(f"'{data_dir}' is not a folder. Expected an extracted TAU22 development folder (audio/, meta.csv) "
-                        f"or an embedded data set (`asc data synth --out {data_dir}`).")
+    files: dict[str, tuple[str, ...]] = {}
+    expected = ("Expected an extracted TAU22 development folder (audio/, meta.csv), a folder from `asc data fetch` or an "
+                "embedded data set")
+    if data_dir.exists() and not data_dir.is_dir():
+        problems.append(f"'{data_dir}' is a file, not a folder. {expected}; point it at the folder that holds meta.csv and audio/.")
         return DataCheck(data_dir, False, False, tuple(problems), tuple(notes))
-    if not (data_dir / "meta.csv").exists():
-        problems.append(f"'{data_dir}' has no meta.csv. Extract the TAU22 meta archive into it, or generate the embedded "
-                        f"data set with `asc data synth --out {data_dir}`.")
-    if not (data_dir / "audio").is_dir():
-        problems.append(f"'{data_dir}' has no audio/ folder. Extract all TAU22 audio archives into '{data_dir}' "
-                        "(they unpack into audio/).")
+    if not data_dir.is_dir():
+        problems.append(f"'{data_dir}' does not exist. {expected}: check the path, or generate the embedded data set "
+                        f"({new_embedded_hint(data_dir)}).")
+        return DataCheck(data_dir, False, False, tuple(problems), tuple(notes))
     card = _read_card(data_dir, problems)
+    ours = bool(card and card.get("synthetic") and card.get("generator") in GENERATOR_NAMES)
+    if not (data_dir / "meta.csv").exists():
+        if ours:
+            problems.append(f"'{data_dir}' has no meta.csv: the embedded data set there is unfinished (its generation was "
+                            f"interrupted). {regenerate_hint(data_dir, card)}")
+        else:
+            problems.append(f"'{data_dir}' has no meta.csv. For TAU22, extract the meta archive (meta.csv) into it. For the "
+                            f"embedded data set, generate it into a new folder ({new_embedded_hint(data_dir)}) and point "
+                            "--data-dir / DATA_DIR / $ASC_DATA_DIR there.")
+    if not (data_dir / "audio").is_dir():
+        problems.append(f"'{data_dir}' has no audio/ folder. " + (regenerate_hint(data_dir, card) if ours else
+                        f"Extract all TAU22 audio archives into '{data_dir}' (they unpack into audio/)."))
     embedded = bool(card and card.get("synthetic"))
     if problems:
         return DataCheck(data_dir, True, embedded, tuple(problems), tuple(notes))
     if card and card.get("real_subset"):  # real TAU22 clips, restricted meta and split files: counts come from the card
         notes.append(f"real TAU22 subset '{card['subset']}' (asc data fetch, seed {card['seed']}): counts checked against its data card")
-        fix = f"Fetch the missing clips: `asc data fetch --dest {data_dir} --subset {card['subset']}` (it keeps the clips it has)."
+        fix = (f"Fetch the missing or damaged clips again: `asc data fetch --dest {shell_quote(data_dir)} --subset {card['subset']}` "
+               "(it keeps the clips that match their CRC-32).")
     elif card:
-        notes.append(f"embedded (synthetic) data set, preset {card['preset']['name']}, seed {card['seed']}")
-        fix = (f"Regenerate the data set: `asc data synth --overwrite --preset {card['preset']['name']} --seed {card['seed']} "
-               f"--out {data_dir}`.")
+        preset = card.get("preset") if isinstance(card.get("preset"), dict) else {}
+        notes.append(f"embedded (synthetic) data set, preset {preset.get('name', '?')}, seed {card.get('seed', '?')}")
+        fix = regenerate_hint(data_dir, card) if ours else f"Generate the data set again into a new folder ({new_embedded_hint(data_dir)})."
     else:
         notes.append("no data card: checked as the real TAU22 development set")
-        fix = f"Extract every audio archive into '{data_dir / 'audio'}' (all into one folder)."
-    meta = _check_meta(data_dir, card["meta_rows"] if card else TAU_META_ROWS, problems, notes)
+        fix = (f"Extract the TAU22 audio archives into '{data_dir}' (they unpack into audio/; extracting an archive again "
+               "replaces its damaged files).")
+    meta = _check_meta(data_dir, card.get("meta_rows") if card else TAU_META_ROWS, problems, notes)
     if meta is not None:
-        _check_audio(data_dir, meta, fix, problems, notes)
+        _check_audio(data_dir, meta, fix, problems, notes, files, progress)
     _check_splits(data_dir, meta, card, problems, notes)
-    return DataCheck(data_dir, True, embedded, tuple(problems), tuple(notes))
+    return DataCheck(data_dir, True, embedded, tuple(problems), tuple(notes), files)

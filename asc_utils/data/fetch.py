@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from asc_utils.data import tau
 from asc_utils.errors import UserError
 from asc_utils.labels import CITIES, CLASSES, DEVICES
+from asc_utils.paths import shell_quote
 
 ZENODO_RECORD = 6337421
 ZENODO_URL = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
@@ -496,7 +497,7 @@ def _manual(subset: str, dest: Path, archives: list[str] | None = None) -> str:
     names = (f"{META_ARCHIVE} and the {AUDIO_ARCHIVE_COUNT} audio archives ({AUDIO_ARCHIVES[0]} ... .audio.{AUDIO_ARCHIVE_COUNT}.zip)"
              if archives is None else f"{META_ARCHIVE} and {', '.join(archives)}")
     return (f"Manual alternative: download {names} from https://zenodo.org/records/{ZENODO_RECORD} into one folder, then run "
-            f"`asc data fetch --dest {dest} --subset {subset} --from-archives FOLDER`: it extracts only the selected clips.")
+            f"`asc data fetch --dest {shell_quote(dest)} --subset {subset} --from-archives FOLDER`: it extracts only the selected clips.")
 
 
 def _read_meta(meta_zip: Path) -> bytes:

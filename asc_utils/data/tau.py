@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from asc_utils.audio import CLIP_SAMPLES, SAMPLE_RATE, read_wav
-from asc_utils.labels import CLASS_TO_INDEX, CLASSES, DEVICES
-
 from asc_utils.errors import UserError
+from asc_utils.labels import CLASS_TO_INDEX, CLASSES, DEVICES
+from asc_utils.paths import shell_quote
 
 META_COLUMNS = ("filename", "scene_label", "identifier", "source_label")
 SPLIT_NAMES = ("split5", "split10", "split25", "split50", "split100", "test")
@@ -36,10 +36,35 @@ class DataError(UserError, RuntimeError):
     """A data folder, meta file or split file is missing or does not look like TAU22."""
 
 
+NEW_EMBEDDED_FOLDER = Path("data") / "tutorial"  # where messages suggest generating the embedded data set
+OVERWRITE_DELETES = ("the generated files there (the clips in audio/, meta.csv, the split files, the data card and the cached "
+                     "arrays) and nothing else")
+
+
+def new_embedded_hint(data_dir: str | os.PathLike) -> str:
+    """The command that generates the embedded data set into a new folder (never into the user's data_dir)."""
+    target = NEW_EMBEDDED_FOLDER
+    if Path(data_dir).expanduser().resolve() == target.resolve():
+        target = Path(f"{target}-new")
+    return f"`asc data synth --preset tutorial --out {shell_quote(target)}`"
+
+
+def regenerate_hint(data_dir: str | os.PathLike, card: dict | None) -> str:
+    """How to regenerate an embedded data set in place (its data card says `asc data synth` wrote it) and what that deletes."""
+    preset = (card or {}).get("preset")
+    name = preset.get("name", "tutorial") if isinstance(preset, dict) else "tutorial"
+    seed = (card or {}).get("seed", 0)
+    return (f"Regenerate it: `asc data synth --overwrite --preset {name} --seed {seed} --out {shell_quote(data_dir)}` (same preset and seed "
+            f"give the same files; --overwrite deletes {OVERWRITE_DELETES}).")
+
+
 def is_embedded(data_dir: str | os.PathLike) -> bool:
     """True for a generated (embedded, synthetic) data set: it carries a data_card.json that says so."""
-    card = Path(data_dir) / "data_card.json"
-    return card.exists() and bool(json.loads(card.read_text(encoding="utf-8")).get("synthetic"))
+    try:
+        card = json.loads((Path(data_dir) / "data_card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no card, or one that cannot be read: not known to be generated
+        return False
+    return isinstance(card, dict) and bool(card.get("synthetic"))
 
 
 def parse_filename(filename: str) -> dict[str, str]:
@@ -59,8 +84,9 @@ def _require_dir(data_dir: str | os.PathLike) -> Path:
     if not (path / "meta.csv").exists():
         raise DataError(
             f"No data set found in '{path}': expected a folder with meta.csv, audio/ and split_setup/ (TAU22 layout), "
-            f"found {'no such folder' if not path.exists() else 'no meta.csv'}. Generate the embedded data set with "
-            f"`asc data synth --preset tutorial --out {path}`, or point DATA_DIR / $ASC_DATA_DIR at an extracted TAU22 folder."
+            f"found {'no such folder' if not path.exists() else 'no meta.csv'}. Point DATA_DIR / $ASC_DATA_DIR at an "
+            f"extracted TAU22 folder (`asc data check --data-dir {shell_quote(path)}` explains what it lacks), or generate the embedded "
+            f"data set into a new folder with {new_embedded_hint(path)} and use that."
         )
     return path
 
@@ -144,8 +170,8 @@ def ensure_split_files(data_dir: str | os.PathLike, names: tuple[str, ...] = SPL
     if not missing:
         return folder
     if is_embedded(data_dir):
-        raise DataError(f"The embedded data set in '{data_dir}' lacks {missing} in split_setup/. Regenerate it with "
-                        f"`asc data synth --overwrite --out {data_dir}` (same preset and seed give the same files).")
+        card = json.loads((data_dir / "data_card.json").read_text(encoding="utf-8"))
+        raise DataError(f"The embedded data set in '{data_dir}' lacks {missing} in split_setup/. {regenerate_hint(data_dir, card)}")
     from asc_utils.download import DownloadError, download
 
     for name in missing:

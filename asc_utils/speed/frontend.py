@@ -75,7 +75,7 @@ class FastMelSpectrogram(nn.Module):
         if wave.dim() != 2:
             raise ValueError(f"FastMelSpectrogram expects a waveform [B, N]; got shape {tuple(wave.shape)}.")
         wave = wave.float()
-        batch, pad = wave.shape[0], self.n_fft // 2
+        pad = self.n_fft // 2
         if wave.shape[1] <= pad:
             raise ValueError(f"Clips of {wave.shape[1]} samples are too short for n_fft={self.n_fft} with reflect padding; "
                              f"need more than {pad} samples.")

@@ -12,7 +12,7 @@ import io
 import json
 import multiprocessing as mp
 import os
-import shutil
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,12 +23,22 @@ from tqdm.auto import tqdm
 from asc_utils.audio import SAMPLE_RATE
 from asc_utils.errors import UserError
 from asc_utils.labels import CITIES, CLASSES, DEVICES, TRAIN_DEVICES
+from asc_utils.paths import shell_quote
 from asc_utils.synth.devices import DEVICE_SPECS, render_devices
 from asc_utils.synth.scenes import city_traits, location_params, render_recording
 
 GENERATOR_VERSION = "1.1"
+GENERATOR_NAME = "asc_utils.synth"  # the data card's "generator": marks a folder this generator wrote
+_GENERATOR_NAMES = (GENERATOR_NAME, "asc_utils.data.synthetic")  # and the name under which earlier versions wrote it
 TRAIN_SPLITS = (5, 10, 25, 50, 100)
-_OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json", ".cache")
+SPLIT_FILES = tuple(f"split{p}.csv" for p in TRAIN_SPLITS) + ("test.csv",)
+_OWNED = ("audio", "split_setup", "meta.csv", "DATA_CARD.md", "data_card.json")  # names a data set of ours occupies
+_CARD_FILES = ("meta.csv", "DATA_CARD.md", "data_card.json")
+_CLIP_FILE = re.compile(r"^[a-z_]+-[a-z]+-\d+-\d+-\d+-(?:a|b|c|s[1-6])\.wav$")  # the clips `_render` writes into audio/
+# the arrays asc_utils.data.cache keeps in .cache/ (and its temporaries): derived from the generated files, so replaced with them
+_CACHE_FILE = re.compile(r"^\.?(?:split(?:5|10|25|50|100)|test)-[0-9a-f]{16}(?:\.[A-Za-z0-9-]+)?\.npy$")
+OVERWRITE_DELETES = ("the generated files there: the clips in audio/, meta.csv, the split files in split_setup/, the data card "
+                     "(data_card.json, DATA_CARD.md) and the cached arrays in .cache/; nothing else")
 
 
 class UnknownPresetError(UserError, ValueError):
@@ -204,7 +214,7 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
         "synthetic": True,
         "statement": "All audio here is synthetic: generated procedurally by asc_utils.synth. It has the layout and "
         "device setup of TAU Urban Acoustic Scenes 2022 Mobile but contains no recorded sound; results on it are not TAU22 results.",
-        "generator": "asc_utils.synth",
+        "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "preset": asdict(preset),
         "seed": seed,
@@ -244,28 +254,129 @@ def _write_card(out: Path, preset: Preset, seed: int, meta_rows: list[tuple], sp
     (out / "DATA_CARD.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    """Make out ready: refuse to mix with an existing data set unless overwrite, then remove only our own files."""
-    existing = [name for name in _OWNED if (out / name).exists()]
-    if existing and not overwrite:
-        raise DataSetExistsError(
-            f"'{out}' already holds a data set ({', '.join(existing)}). Expected an empty or new folder; "
-            "pass overwrite=True (CLI: --overwrite) to replace it, or choose another --out."
-        )
-    for name in existing:
+def read_card(folder: str | os.PathLike) -> dict | None:
+    """The data card of a data set this generator wrote (data_card.json, "synthetic": true, its generator name), else None."""
+    path = Path(folder) / "data_card.json"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(card, dict) and card.get("synthetic") is True and card.get("generator") in _GENERATOR_NAMES:
+        return card
+    return None
+
+
+def _contents(out: Path, names: list[str]) -> str:
+    """What a folder holds under the given names, for messages: 'audio/ (1,234 entries), meta.csv'."""
+    parts = []
+    for name in names:
         path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    (out / "audio").mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                count = sum(1 for _ in entries)
+                parts.append(f"{name}/ ({count:,} {'entry' if count == 1 else 'entries'})")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
+
+
+def _foreign_card(out: Path) -> str:
+    """Describe the data card of a folder this generator did not write."""
+    path = out / "data_card.json"
+    if not path.exists():
+        return "no data card of this generator (data_card.json)"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "a data_card.json that cannot be read"
+    if isinstance(card, dict) and card.get("real_subset"):
+        return f"a data card of real TAU22 clips (`asc data fetch`, subset '{card.get('subset')}')"
+    return f"a data_card.json that this generator did not write (it lacks \"synthetic\": true and \"generator\": \"{GENERATOR_NAME}\")"
+
+
+def _new_folder_hint(out: Path, preset: str) -> str:
+    """A command that generates into a new folder instead of out."""
+    suggestion = Path("data") / preset
+    if out.resolve() == suggestion.resolve():
+        suggestion = out.with_name(out.name + "-new")
+    return f"`asc data synth --preset {preset} --out {shell_quote(suggestion)}`"
+
+
+def _remove_generated(out: Path) -> None:
+    """Delete what this generator (and the split cache) wrote into out; other files stay, and so do their folders."""
+    (out / "meta.csv").unlink(missing_ok=True)  # first: without it the folder reads as unfinished, never as complete
+    for folder, pattern in (("audio", _CLIP_FILE), ("split_setup", None), (".cache", _CACHE_FILE)):
+        path = out / folder
+        if not path.is_dir():
+            continue
+        for entry in list(os.scandir(path)):
+            ours = entry.name in SPLIT_FILES if pattern is None else bool(pattern.match(entry.name))
+            if ours and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        if not any(path.iterdir()):
+            path.rmdir()
+    for name in ("DATA_CARD.md", "data_card.json"):  # the card last: an interrupted clean-up can be run again
+        (out / name).unlink(missing_ok=True)
+
+
+def _prepare(out: Path, overwrite: bool, preset: str) -> None:
+    """Make out ready: a new or empty folder, or (with overwrite) one that holds a data set this generator wrote.
+
+    Anything else is refused before a single file is touched: --overwrite deletes only what the data card proves to be
+    generated, never a TAU22 folder or other files of the user.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataSetExistsError(f"'{out}' is a file; expected a new or empty folder for the generated data set. "
+                                 f"Choose another --out, e.g. {_new_folder_hint(out, preset)}.")
+    existing = [name for name in _OWNED if (out / name).exists() or (out / name).is_symlink()]
+    if not existing:
+        return
+    card = read_card(out)
+    if card is None:
+        raise DataSetExistsError(
+            f"'{out}' holds {_contents(out, existing)} and {_foreign_card(out)}: it is not a data set that `asc data synth` "
+            "wrote. Expected a new or empty folder, or one this generator wrote (only then does --overwrite replace it). "
+            f"Nothing was changed. Generate the embedded data set into a new folder instead, e.g. {_new_folder_hint(out, preset)}; "
+            f"`asc data check --data-dir {shell_quote(out)}` explains what a TAU22 folder lacks."
+        )
+    if not overwrite:
+        preset_name = card.get("preset", {}).get("name", "?") if isinstance(card.get("preset"), dict) else "?"
+        state = "" if (out / "meta.csv").exists() else ", unfinished (its generation was interrupted)"
+        raise DataSetExistsError(
+            f"'{out}' already holds an embedded data set (preset {preset_name}, seed {card.get('seed')}{state}). Expected a new "
+            f"or empty folder. Pass overwrite=True (CLI: --overwrite) to replace it: that deletes {OVERWRITE_DELETES}. "
+            "Or choose another --out."
+        )
+    odd = [name for name in (*_OWNED, ".cache") if (out / name).is_symlink()
+           or (out / name).exists() and ((out / name).is_file() != (name in _CARD_FILES))]
+    if odd:
+        raise DataSetExistsError(
+            f"'{out}' has a data card of this generator, but {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not what it "
+            "writes (a link, or a file where it writes a folder or the reverse). Expected the generator's own files; nothing "
+            f"was changed. Choose another --out, e.g. {_new_folder_hint(out, preset)}."
+        )
+    _remove_generated(out)
 
 
 def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int = 0, overwrite: bool = False,
                workers: int | None = None, progress: bool = True) -> Path:
-    """Generate the embedded data set (TAU22 layout) into out_dir; presets 'tiny', 'tutorial', 'tau25'."""
+    """Generate the embedded data set (TAU22 layout) into out_dir; presets 'tiny', 'tutorial', 'tau25'.
+
+    out_dir must be new or hold no data set; overwrite=True replaces only a data set this generator wrote (its data card
+    says so) and deletes only the generated files; any other folder is refused with DataSetExistsError, untouched.
+    """
     if preset not in PRESETS:
         raise UnknownPresetError(f"Unknown preset '{preset}'. Expected one of {', '.join(PRESETS)}.")
     spec, out = PRESETS[preset], Path(out_dir)
-    _prepare(out, overwrite)
+    _prepare(out, overwrite, preset)
     recordings = plan(spec, seed)
+    meta_rows = sorted(
+        (clip_name(r, s, d), r.scene, f"{r.city}-{r.location}", d)
+        for r in recordings for d in r.devices for s in range(r.clips)
+    )
+    splits = _splits(recordings, seed)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    _write_card(out, spec, seed, meta_rows, splits)  # first: it marks the folder as ours, so an interrupted run can be replaced
     jobs = [(r, seed, str(out)) for r in recordings]
     workers = workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=sum(len(r.devices) * r.clips for r in recordings), desc=f"synth {preset}",
@@ -279,13 +390,7 @@ def synthesize(out_dir: str | os.PathLike, preset: str = "tutorial", seed: int =
             for done in pool.imap_unordered(_render, jobs, chunksize=4):
                 bar.update(done)
     bar.close()
-    meta_rows = sorted(
-        (clip_name(r, s, d), r.scene, f"{r.city}-{r.location}", d)
-        for r in recordings for d in r.devices for s in range(r.clips)
-    )
-    splits = _splits(recordings, seed)
     for name, rows in splits.items():
         _write_table(out / "split_setup" / f"{name}.csv", ["filename", "scene_label"], rows)
-    _write_card(out, spec, seed, meta_rows, splits)
     _write_table(out / "meta.csv", ["filename", "scene_label", "identifier", "source_label"], meta_rows)  # last: marks completion
     return out
