@@ -213,18 +213,26 @@ def predict_waveforms(model: MultiDeviceModel, waves: torch.Tensor | np.ndarray,
 
 
 def predict_files(model: MultiDeviceModel, file_paths: Sequence[str | os.PathLike], device_ids: Sequence[str], use_cuda: bool = True,
-                  batch_size: int = 256, progress: bool = True, fast: bool = True) -> torch.Tensor:
-    """Logits [N, classes] (fp32, CPU) of a loaded model for audio files, read batch by batch (never all at once)."""
+                  batch_size: int = 256, progress: bool = True, fast: bool = True, prefetch: bool | None = None) -> torch.Tensor:
+    """Logits [N, classes] (fp32, CPU) of a loaded model for audio files, read batch by batch (never all at once).
+
+    `prefetch` (default: the same as `fast`) decodes the next batch's files in a background thread while the current batch
+    is computed (`asc_utils.speed.prefetch`): the same logits in the same order, at most three batches in memory.
+    """
     paths, ids = _check_lists(file_paths, device_ids)
     model.warn_unknown_devices(ids)  # once for the whole list, not once per batch
     if _target_device(use_cuda).type == "cpu":
         model = _cpu_network(model, fast)  # once here, not once per batch in predict_waveforms
+    starts = range(0, len(paths), batch_size)
+
+    def decode(start: int) -> torch.Tensor:
+        return torch.stack(load_inputs(paths[start : start + batch_size], ids[start : start + batch_size], model))
+
+    decoded = speed.prefetch(decode, starts) if (fast if prefetch is None else prefetch) else map(decode, starts)
     outputs = [torch.empty(0, len(CLASSES))]
-    for start in tqdm(range(0, len(paths), batch_size), desc="predict", unit="batch", disable=not progress):
-        chunk_paths, chunk_ids = paths[start : start + batch_size], ids[start : start + batch_size]
-        waves = torch.stack(load_inputs(chunk_paths, chunk_ids, model))
-        outputs.append(predict_waveforms(model, waves, chunk_ids, use_cuda=use_cuda, batch_size=batch_size, fast=fast,
-                                         warn_unknown=False))
+    for start, waves in tqdm(zip(starts, decoded), total=len(starts), desc="predict", unit="batch", disable=not progress):
+        outputs.append(predict_waveforms(model, waves, ids[start : start + batch_size], use_cuda=use_cuda,
+                                         batch_size=batch_size, fast=fast, warn_unknown=False))
     return torch.cat(outputs)
 
 

@@ -35,16 +35,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from asc_utils import inference
 from asc_utils.augment import DIRAugment, FreqMixStyle, generated_dirs
 from asc_utils.data import TAUDataset, load_clip, load_split
 from asc_utils.features import LogMelFrontend
 from asc_utils.models import build_model
+from asc_utils.multidevice import MultiDeviceModel
 from asc_utils.pretrained import load_published
 from asc_utils.speed import allocator_tuned, fast_frontend, for_inference, tune_allocator
 from asc_utils.train import TrainConfig, Trainer
 
-FULL = {"infer_clips": 2048, "train_clips": 512, "infer_batch": 256, "train_batch": 64, "repeats": 2}
-REDUCED = {"infer_clips": 4, "train_clips": 4, "infer_batch": 4, "train_batch": 2, "repeats": 1}
+FULL = {"infer_clips": 2048, "train_clips": 512, "infer_batch": 256, "train_batch": 64, "files_clips": 1024, "files_batch": 256,
+        "repeats": 2}
+REDUCED = {"infer_clips": 4, "train_clips": 4, "infer_batch": 4, "train_batch": 2, "files_clips": 4, "files_batch": 2, "repeats": 1}
 
 
 @dataclass
@@ -222,6 +225,37 @@ def resident_clips(data_dir: Path, split: str, clips: int, progress: bool) -> Re
                     time.perf_counter() - start)
 
 
+def files_task(data_dir: Path, device: torch.device, sizes: dict, progress: bool, weights: str | None) -> dict:
+    """`predict` from wav files (the DCASE inference API, fp16 weights): decoding then computing batch by batch (reference)
+    against decoding the next batch in the background while the current one is computed (fast), plus each part alone."""
+    n, batch = sizes["files_clips"], sizes["files_batch"]
+    table = load_split(data_dir, "test").iloc[:n]
+    if len(table) < n:
+        raise SystemExit(f"error: the test split of {data_dir} has {len(table)} clips, the benchmark asks for {n}.")
+    paths, ids = [data_dir / f for f in table["filename"]], table["device"].tolist()
+    model = inference.load_model(weights) if weights else MultiDeviceModel(build_model("sntl_task1_2")).half().eval()
+    use_cuda = device.type == "cuda"
+    ref, fast, decode, compute = [], [], [], []
+    for _ in tqdm(range(sizes["repeats"]), desc=f"files ({device.type})", disable=not progress):
+        with _Clock() as clock:
+            plain = inference.predict_files(model, paths, ids, use_cuda, batch, progress=False, prefetch=False)
+        ref.append(Timing(n, clock.wall, clock.cpu))
+        with _Clock() as clock:
+            overlapped = inference.predict_files(model, paths, ids, use_cuda, batch, progress=False, prefetch=True)
+        fast.append(Timing(n, clock.wall, clock.cpu))
+        with _Clock() as clock:
+            waves = torch.stack(inference.load_inputs(paths, ids, model))
+        decode.append(Timing(n, clock.wall, clock.cpu))
+        with _Clock() as clock:
+            inference.predict_waveforms(model, waves, ids, use_cuda, batch)
+        compute.append(Timing(n, clock.wall, clock.cpu))
+    if not torch.equal(plain, overlapped):
+        raise SystemExit("error: predict_files gave different logits with and without prefetching.")
+    best = lambda timings: max(t.clips_per_s for t in timings)  # noqa: E731
+    return _row("files", device, ref, fast, batch_size=batch, load_seconds=0.0, decode_files_per_s=best(decode),
+                compute_clips_per_s=best(compute))
+
+
 def run_device(data_dir: Path, device: torch.device, sizes: dict, tasks: list[str], progress: bool,
                weights: str | None = None) -> list[dict]:
     """Every requested task on one device: the reference and the fast path alternately, `repeats` times each."""
@@ -244,6 +278,8 @@ def run_device(data_dir: Path, device: torch.device, sizes: dict, tasks: list[st
                      "max_abs_logit_diff": float((ref_logits - fast_logits).abs().max()),
                      "max_abs_logit_diff_same_input": float((ref_logits[: len(first)] - same_input).abs().max())}
         rows.append(_row("inference", device, ref, fast, batch_size=batch, load_seconds=data.seconds, **agree))
+    if "files" in tasks:
+        rows.append(files_task(data_dir, device, sizes, progress, weights))
     if "training" in tasks:
         n, batch = sizes["train_clips"], sizes["train_batch"]
         data = resident_clips(data_dir, "split25", n, progress)
@@ -276,6 +312,11 @@ def markdown(results: dict) -> str:
                      f"{r['fast_clips_per_s']:.1f} | {r['speedup']:.2f}x | {r['reference_clips_per_cpu_s']:.1f} | "
                      f"{r['fast_clips_per_cpu_s']:.1f} |")
     for r in results["rows"]:
+        if r["task"] == "files":
+            lines.append(f"\nFiles on {r['device']}: `predict_files` on {r['clips']} wav files, fp16 weights; reference = decode "
+                         f"then compute per batch, fast = the next batch decoded in the background (`asc_utils.speed.prefetch`). "
+                         f"Alone: decoding {r['decode_files_per_s']:.0f} files/s, computing {r['compute_clips_per_s']:.0f} clips/s.")
+            continue
         lines.append(f"\n{r['task']} on {r['device']}: one-time load of the {r['clips']} clips into memory (fp16) "
                      f"{r['load_seconds']:.1f} s, not in the fast path's time.")
         if "same_prediction" in r:
@@ -291,7 +332,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="TAU22-layout data set (full run: `asc data synth --preset tau25 --out DIR`)")
     p.add_argument("--reduced", action="store_true", help="tiny sizes on a generated 'tiny' data set (seconds; for CI)")
     p.add_argument("--out", default="outputs/benchmarks", help="folder for results.json and results.md (default: %(default)s)")
-    p.add_argument("--tasks", nargs="+", default=["inference", "training"], choices=["inference", "training"])
+    p.add_argument("--tasks", nargs="+", default=["inference", "files", "training"], choices=["inference", "files", "training"])
     p.add_argument("--device", default="all", choices=["all", "cpu", "cuda"], help="all = CPU, plus CUDA when available")
     p.add_argument("--weights", default=None, help="published SNTL task1_2 state dict for the inference model (default: "
                    "a freshly initialised network; the weights change the prediction check, not the speed)")

@@ -180,3 +180,18 @@ def test_device_ids_are_case_insensitive_and_unknown_ids_warn_once(tmp_path: Pat
     torch.testing.assert_close(unknown[0], lower[2], atol=1e-5, rtol=0)  # unknown -> the general model, like 's9'
     with pytest.warns(UnknownDeviceWarning, match="xyz"):
         assert inference.get_model_for_device(model, "xyz") is model.general
+
+
+def test_prefetching_gives_the_same_logits_in_order_and_the_same_errors(tmp_path: Path, wav_files: list[Path]) -> None:
+    """Decoding the next batch in the background (fast default) changes neither the logits, their order, nor the errors."""
+    model = MultiDeviceModel(_net(3), {"b": _net(4)}).half().eval()
+    files, ids = wav_files * 3, ["a", "b", "c", "s4"] * 3  # 12 files in batches of 5: the last batch is short
+    plain = inference.predict_files(model, files, ids, use_cuda=False, batch_size=5, progress=False, prefetch=False)
+    ahead = inference.predict_files(model, files, ids, use_cuda=False, batch_size=5, progress=False, prefetch=True)
+    assert torch.equal(plain, ahead) and plain.shape == (12, len(CLASSES))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wav")
+    for prefetch in (False, True):
+        with pytest.raises(Exception, match="broken.wav"):
+            inference.predict_files(model, [*files[:6], broken, files[0]], [*ids[:6], "a", "a"], use_cuda=False,
+                                    batch_size=5, progress=False, prefetch=prefetch)

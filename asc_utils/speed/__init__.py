@@ -8,6 +8,7 @@ holds the fast forms of the same functions, applied only by explicit calls from 
     plain_layout(model)       back to the readable modules and memory layout (in place)
     fast_frontend(frontend)   the log-mel front end with a faster CPU mel spectrogram (same numbers up to float rounding)
     tune_allocator()          keep freed tensor memory in the process (glibc only)
+    prefetch(fn, items)       fn(item) in order, the next items computed ahead in background threads (file decoding)
 
 `fit`, `evaluate`, the inference API and the `asc` commands use it by default and take `fast=False` (`--plain` on the
 command line) for the readable path; notebook 07 derives every rewrite from the readable model and measures it.
@@ -18,10 +19,11 @@ from __future__ import annotations
 from asc_utils.speed.allocator import allocator_tuned, tune_allocator
 from asc_utils.speed.frontend import FastLogMelFrontend, FastMelSpectrogram, fast_frontend
 from asc_utils.speed.inference import FastSNTL, for_inference
+from asc_utils.speed.prefetch import prefetch
 from asc_utils.speed.threads import map_chunks
 from asc_utils.speed.training import for_training, plain_layout
 
 __all__ = [
     "FastLogMelFrontend", "FastMelSpectrogram", "FastSNTL", "allocator_tuned", "fast_frontend", "for_inference",
-    "for_training", "map_chunks", "plain_layout", "tune_allocator",
+    "for_training", "map_chunks", "plain_layout", "prefetch", "tune_allocator",
 ]
