@@ -248,7 +248,9 @@ def dir_frame(name: str, ir: torch.Tensor, clip: np.ndarray) -> Frame:
     fig = Figure(figsize=(11, 6.4), layout="constrained")
     (ax_ir, ax_mag), (ax_before, ax_after) = fig.subplots(2, 2)
     ax_ir.plot(1000 * np.arange(ir.size) / SAMPLE_RATE, ir, lw=0.7)
-    ax_ir.set(xlabel="time (ms)", ylabel="amplitude", title=f"impulse response {name}", xlim=(0, min(20, 1000 * ir.size / SAMPLE_RATE)))
+    span_ms = min(20.0, 1000 * ir.size / SAMPLE_RATE)
+    # a margin left of t = 0: the first tap, often the largest, would otherwise be drawn on top of the axis line
+    ax_ir.set(xlabel="time (ms)", ylabel="amplitude", title=f"impulse response {name}", xlim=(-0.03 * span_ms, span_ms))
     plot_magnitude_response(ax_mag, ir, "magnitude response", sample_rate=SAMPLE_RATE, reference="peak", ylim=(-60, 3))
     mel_before, mel_after = _logmel(before[0, 0].numpy()), _logmel(after)
     vmin, vmax = shared_color_limits(mel_before, mel_after)  # one colour scale, so the colouring by the DIR shows
