@@ -17,6 +17,8 @@ import pandas as pd
 import seaborn as sns
 from cycler import cycler
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
@@ -167,21 +169,28 @@ def plot_confusion(counts: pd.DataFrame, ax: Axes | None = None, normalize: bool
 
 
 def plot_confusion_grid(confusions: Mapping[str, pd.DataFrame], ncols: int = 3, title: str | None = None) -> Figure:
-    """A grid of row-normalised confusion matrices, one per device (a..s6 order; 'all' is skipped)."""
+    """A grid of row-normalised confusion matrices, one per device (a..s6 order; 'all' is skipped), with one shared colour bar."""
     names = [d for d in DEVICES if d in confusions] + [d for d in confusions if d not in DEVICES and d != "all"]
     nrows = math.ceil(len(names) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.8 * nrows), squeeze=False)
+    # About 11-12 inches wide, so a notebook shows it near full size and the 9 pt class names stay readable; the rows share
+    # the class order, so only the first column shows the true-class names. Constrained layout places the colour bar.
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 2.2, 4.3 * nrows + 0.6), squeeze=False, layout="constrained")
     group_of = {d: g for g, members in DEVICE_GROUPS.items() for d in members}
-    for ax, name in zip(axes.flat, names):
+    for k, (ax, name) in enumerate(zip(axes.flat, names)):
         counts = confusions[name]
         acc = 100 * counts.values.trace() / max(1, counts.values.sum())
         plot_confusion(counts, ax=ax, annotate=None, cbar=False,
-                       title=f"device {name} ({group_of.get(name, 'other')}): {acc:.1f} % of {counts.values.sum()} clips")
-        ax.tick_params(labelsize=7)
+                       title=f"device {name} ({group_of.get(name, 'other')}):\n{acc:.1f} % of {counts.values.sum()} clips")
+        ax.tick_params(labelsize=9)
+        ax.title.set_fontsize(10)
+        if k % ncols:
+            ax.tick_params(axis="y", labelleft=False)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
+    used = list(axes.flat)[: len(names)]
+    colours = ScalarMappable(norm=Normalize(vmin=0, vmax=100), cmap="Blues")  # the scale plot_confusion draws with
+    fig.colorbar(colours, ax=used, label="% of true class", shrink=0.6, aspect=30)
     fig.suptitle(("Confusion matrices per device, row-normalised (% of true class)" + (f" - {title}" if title else "")))
-    fig.tight_layout()
     return fig
 
 
